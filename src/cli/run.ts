@@ -1,0 +1,48 @@
+import { CommanderError } from 'commander';
+
+/** An error meant for the user: printed as one line, no stack trace. */
+export class UserError extends Error {
+  constructor(
+    message: string,
+    readonly exitCode = 1,
+  ) {
+    super(message);
+  }
+}
+
+function isUserFacing(err: unknown): err is Error & { code?: string } {
+  if (err instanceof UserError) return true;
+  const code = (err as { code?: unknown })?.code;
+  return err instanceof Error && typeof code === 'string' && code.startsWith('E');
+}
+
+/** Runs the CLI; user mistakes and expected failures print one line and exit non-zero. */
+export function runMain(main: () => Promise<unknown>): void {
+  main().catch((err: unknown) => {
+    if (err instanceof CommanderError) process.exit(err.exitCode);
+    if (isUserFacing(err)) {
+      process.stderr.write(`damselfly: ${err.message}\n`);
+      process.exit(err instanceof UserError ? err.exitCode : 1);
+    }
+    process.stderr.write(`damselfly: unexpected error: ${(err as Error)?.stack ?? String(err)}\n`);
+    process.exit(70);
+  });
+}
+
+/** Resolves when the process gets SIGINT or SIGTERM. */
+export function waitForShutdownSignal(): Promise<NodeJS.Signals> {
+  return new Promise((resolve) => {
+    const onSignal = (signal: NodeJS.Signals) => resolve(signal);
+    process.once('SIGINT', onSignal);
+    process.once('SIGTERM', onSignal);
+  });
+}
+
+/** Parses an integer flag value, naming the flag on error. */
+export function intOption(flag: string) {
+  return (value: string): number => {
+    const n = Number(value);
+    if (!Number.isInteger(n) || n < 0) throw new UserError(`${flag} must be a non-negative integer, got "${value}"`);
+    return n;
+  };
+}

@@ -1,0 +1,2 @@
+export { ConfigError, loadConfig, mergeConfig } from './load.js';
+export * from './schemas.js';

@@ -1,0 +1,117 @@
+import { hostname, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { z } from 'zod';
+import { duration, hostPort, size } from './units.js';
+
+const port = () => z.number().int().min(0).max(65535);
+
+export const schedulerConfigSchema = z
+  .object({
+    listen: hostPort().default('0.0.0.0:8002'),
+    /** Prometheus /metrics and /healthy; empty = off. */
+    metricsListen: z.union([hostPort(), z.literal('')]).default(''),
+    scheduling: z
+      .object({
+        candidateParentLimit: z.number().int().min(1).max(20).default(4),
+        filterParentLimit: z.number().int().min(1).max(1000).default(40),
+        retryInterval: duration().prefault(500),
+        /** Empty schedules (no parent and no peer fetching from the source) before back-to-source. */
+        retryBackToSourceLimit: z.number().int().min(0).default(4),
+        /** Empty schedules before the download fails when back-to-source is not allowed. */
+        retryLimit: z.number().int().min(1).default(20),
+        /** Most peers of one task that may go back to source at once. */
+        backToSourceCount: z.number().int().min(1).default(200),
+      })
+      .strict()
+      .prefault({}),
+    gc: z
+      .object({
+        interval: duration().prefault('10s'),
+        peerTtl: duration().prefault('24h'),
+        /** A task with no peers left is forgotten after this long. */
+        taskTtl: duration().prefault('30m'),
+      })
+      .strict()
+      .prefault({}),
+    seedPeer: z.object({ enable: z.boolean().default(true) }).strict().prefault({}),
+  })
+  .strict();
+export type SchedulerConfig = z.infer<typeof schedulerConfigSchema>;
+
+export const defaultDataDir = () =>
+  process.getuid?.() === 0 ? '/var/lib/damselfly' : join(tmpdir(), `damselfly-${process.getuid?.() ?? 'user'}`);
+
+export const daemonConfigSchema = z
+  .object({
+    host: z
+      .object({
+        ip: z.string().default('127.0.0.1'),
+        hostname: z.string().default(hostname()),
+        idc: z.string().default(''),
+        location: z.string().default(''),
+      })
+      .strict()
+      .prefault({}),
+    seedPeer: z.object({ enable: z.boolean().default(false) }).strict().prefault({}),
+    scheduler: z
+      .object({
+        /** Scheduler addresses; empty = always download straight from the source. */
+        addrs: z.array(hostPort()).default(['127.0.0.1:8002']),
+        announceInterval: duration().prefault('30s'),
+        /** How long a download waits for the scheduler before going to the source on its own. */
+        connectTimeout: duration().prefault('5s'),
+      })
+      .strict()
+      .prefault({}),
+    storage: z
+      .object({
+        dataDir: z.string().default(defaultDataDir()),
+        taskTtl: duration().prefault('24h'),
+        /** Bytes the daemon may use; 0 = the size of the filesystem holding dataDir. */
+        capacity: size().prefault(0),
+        highWatermarkPercent: z.number().min(1).max(100).default(80),
+        lowWatermarkPercent: z.number().min(0).max(100).default(60),
+        gcInterval: duration().prefault('1m'),
+      })
+      .strict()
+      .prefault({}),
+    download: z
+      .object({
+        concurrentPieceCount: z.number().int().min(1).max(64).default(8),
+        backToSourceConcurrency: z.number().int().min(1).max(64).default(4),
+        pieceTimeout: duration().prefault('60s'),
+        /** Host-wide download rate in bytes/s; 0 = unlimited. */
+        rateLimit: size().prefault(0),
+        /** Host-wide back-to-source retries per piece. */
+        sourceRetries: z.number().int().min(0).default(3),
+      })
+      .strict()
+      .prefault({}),
+    upload: z
+      .object({
+        listen: z.string().default('0.0.0.0'),
+        port: port().default(4000),
+        /** Pieces served at once to other peers. */
+        concurrentLimit: z.number().int().min(1).default(50),
+        /** Host-wide upload rate in bytes/s; 0 = unlimited. */
+        rateLimit: size().prefault(0),
+      })
+      .strict()
+      .prefault({}),
+    proxy: z.object({ port: port().default(4001) }).strict().prefault({}),
+    metrics: z
+      .object({ listen: z.string().default('0.0.0.0'), port: port().default(4002) })
+      .strict()
+      .prefault({}),
+    api: z
+      .object({ socket: z.string().default('') })
+      .strict()
+      .prefault({}),
+  })
+  .strict();
+export type DaemonConfig = z.infer<typeof daemonConfigSchema>;
+
+/** The local API socket: under the data dir unless configured. */
+export function apiSocketPath(config: DaemonConfig): string {
+  return config.api.socket || join(config.storage.dataDir, 'damselfly.sock');
+}

@@ -1,0 +1,3 @@
+export * from './digest.js';
+export * from './piece.js';
+export * from './task-id.js';

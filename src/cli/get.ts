@@ -1,0 +1,196 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { open, rename, unlink } from 'node:fs/promises';
+import { request as httpRequest, type IncomingMessage } from 'node:http';
+import { basename, dirname, join, resolve } from 'node:path';
+import { createInterface } from 'node:readline';
+import { SingleBar } from 'cli-progress';
+import { Command } from 'commander';
+import { apiSocketPath, daemonConfigSchema } from '../config/index.js';
+import type { DownloadApiRequest, DownloadEvent } from '../daemon/index.js';
+import { parseDigest } from '../task/index.js';
+import { intOption, UserError } from './run.js';
+
+const defaultSocket = () => apiSocketPath(daemonConfigSchema.parse({}));
+
+function parseHeader(value: string, previous: Record<string, string> = {}): Record<string, string> {
+  const i = value.indexOf(':');
+  if (i <= 0) throw new UserError(`invalid header "${value}": expected 'Name: value'`);
+  return { ...previous, [value.slice(0, i).trim()]: value.slice(i + 1).trim() };
+}
+
+export function getCommand(): Command {
+  return new Command('get')
+    .summary('download a URL through the local daemon (dfget)')
+    .description(
+      'Downloads URL through the local damselfly daemon, which fetches it from other peers when it can and\n' +
+        'from the origin only when the scheduler says so. FILE appears only once the download is complete\n' +
+        'and verified: on any failure nothing is left at FILE.',
+    )
+    .argument('<url>', 'http(s) URL to download')
+    .requiredOption('-O, --output <file>', 'where to write the file')
+    .option('--digest <algo:hex>', 'expected whole-file digest, e.g. sha256:<64 hex>')
+    .option('--tag <tag>', 'tag: different tags make different tasks for the same URL')
+    .option('--application <name>', 'application name, part of the task id')
+    .option('--priority <0-6>', 'download priority (Dragonfly levels)', intOption('--priority'))
+    .option('-H, --header <header>', "request header sent to the origin, 'Name: value' (repeatable)", parseHeader)
+    .option('--socket <path>', 'the daemon API socket', defaultSocket())
+    .option('--no-progress', 'do not show the progress bar')
+    .action(async (url: string, opts) => {
+      if (!/^https?:\/\//i.test(url) || !URL.canParse(url)) throw new UserError(`invalid URL "${url}": need http(s)://...`);
+      if (opts.digest) {
+        try {
+          parseDigest(opts.digest);
+        } catch (err) {
+          throw new UserError((err as Error).message);
+        }
+      }
+      if (opts.priority !== undefined && opts.priority > 6) throw new UserError('--priority must be 0..6');
+      const output = resolve(opts.output);
+      await download(
+        {
+          url,
+          digest: opts.digest,
+          tag: opts.tag,
+          application: opts.application,
+          priority: opts.priority,
+          headers: opts.header ?? {},
+        },
+        output,
+        opts.socket,
+        Boolean(opts.progress) && process.stderr.isTTY,
+      );
+    });
+}
+
+function call(socketPath: string, method: string, path: string, body?: unknown): Promise<IncomingMessage> {
+  return new Promise((resolvePromise, reject) => {
+    const req = httpRequest({ socketPath, method, path, headers: { 'content-type': 'application/json' } });
+    req.once('response', resolvePromise);
+    req.once('error', (err: NodeJS.ErrnoException) => {
+      if (err.code === 'ENOENT' || err.code === 'ECONNREFUSED' || err.code === 'EACCES') {
+        reject(
+          new UserError(
+            `no damselfly daemon answers at ${socketPath} (${err.code}); start one with "damselfly daemon" ` +
+              '(or "damselfly cluster" on a single machine), or point --socket at its socket',
+          ),
+        );
+      } else reject(err);
+    });
+    req.end(body === undefined ? undefined : JSON.stringify(body));
+  });
+}
+
+async function errorOf(res: IncomingMessage): Promise<string> {
+  let text = '';
+  for await (const chunk of res) text += chunk;
+  try {
+    return (JSON.parse(text) as { error: string }).error;
+  } catch {
+    return text.trim() || `daemon answered ${res.statusCode}`;
+  }
+}
+
+async function download(req: DownloadApiRequest, output: string, socket: string, showProgress: boolean) {
+  const res = await call(socket, 'POST', '/v1/downloads', req);
+  if (res.statusCode !== 200) throw new UserError(await errorOf(res));
+  const bar = showProgress ? progressBar() : null;
+  let done: Extract<DownloadEvent, { event: 'done' }> | null = null;
+  try {
+    for await (const line of createInterface({ input: res, crlfDelay: Infinity })) {
+      if (!line) continue;
+      const event = JSON.parse(line) as DownloadEvent;
+      if (event.event === 'progress' && bar && event.contentLength >= 0) {
+        bar.setTotal(event.contentLength);
+        bar.update(event.completedLength, { peers: peerShare(event.p2pBytes, event.sourceBytes) });
+      } else if (event.event === 'error') {
+        throw new UserError(event.message);
+      } else if (event.event === 'done') {
+        done = event;
+        bar?.update(event.contentLength, { peers: peerShare(event.p2pBytes, event.sourceBytes) });
+      }
+    }
+  } finally {
+    bar?.stop();
+  }
+  if (!done) throw new UserError('the daemon closed the connection before the download finished');
+  await writeAtomically(socket, done.taskId, output, req.digest);
+}
+
+function peerShare(p2p: number, source: number): string {
+  const total = p2p + source;
+  return total ? `${Math.round((p2p / total) * 100)}%` : '-';
+}
+
+function progressBar(): SingleBar {
+  const bar = new SingleBar({
+    format: ' {bar} {percentage}% | {value_h}/{total_h} | {speed} | ETA {eta_formatted} | from peers {peers}',
+    hideCursor: true,
+    stream: process.stderr,
+    formatValue: (v, _o, type) => (type === 'value' || type === 'total' ? humanBytes(v) : String(v)),
+  });
+  const started = Date.now();
+  bar.start(0, 0, { peers: '-', speed: '', value_h: '0 B', total_h: '?' });
+  const update = bar.update.bind(bar);
+  bar.update = ((value: number, payload?: object) => {
+    const rate = value / Math.max((Date.now() - started) / 1000, 0.001);
+    update(value, { ...payload, speed: `${humanBytes(rate)}/s`, value_h: humanBytes(value), total_h: humanBytes(bar.getTotal()) });
+  }) as typeof bar.update;
+  return bar;
+}
+
+function humanBytes(n: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let i = 0;
+  while (n >= 1024 && i < units.length - 1) {
+    n /= 1024;
+    i++;
+  }
+  return `${n.toFixed(i ? 1 : 0)} ${units[i]}`;
+}
+
+/** Streams the content into a temp file next to `output`, checks the digest, fsyncs, renames. */
+async function writeAtomically(socket: string, taskId: string, output: string, digest?: string) {
+  const res = await call(socket, 'GET', `/v1/tasks/${taskId}/content`);
+  if (res.statusCode !== 200) throw new UserError(await errorOf(res));
+  const temp = join(dirname(output), `.${basename(output)}.damselfly-${randomBytes(4).toString('hex')}.tmp`);
+  const expected = digest ? parseDigest(digest) : null;
+  const hash = expected ? createHash(expected.algorithm) : null;
+  const cleanup = () => unlink(temp).catch(() => undefined);
+  const onSignal = () => {
+    void cleanup().then(() => process.exit(130));
+  };
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+  let file: Awaited<ReturnType<typeof open>> | null = null;
+  try {
+    file = await open(temp, 'wx', 0o644);
+    let written = 0;
+    for await (const chunk of res as AsyncIterable<Buffer>) {
+      hash?.update(chunk);
+      await file.write(chunk);
+      written += chunk.length;
+    }
+    const declared = Number(res.headers['content-length']);
+    if (Number.isFinite(declared) && written !== declared) {
+      throw new UserError(`the daemon sent ${written} of ${declared} bytes`);
+    }
+    if (expected && hash) {
+      const actual = hash.digest('hex');
+      if (actual !== expected.hex) throw new UserError(`digest mismatch: expected ${digest}, got ${expected.algorithm}:${actual}`);
+    }
+    await file.sync();
+    await file.close();
+    file = null;
+    await rename(temp, output);
+  } catch (err) {
+    await file?.close().catch(() => undefined);
+    await cleanup();
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT' || (err as NodeJS.ErrnoException).code === 'EACCES') {
+      throw new UserError(`cannot write ${output}: ${(err as Error).message}`);
+    }
+    throw err;
+  } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+  }
+}

@@ -1,0 +1,98 @@
+import { createInterface } from 'node:readline';
+import { Agent, request } from 'undici';
+import type { Peer } from '../../rpc/index.js';
+import type { PieceSyncMessage } from '../upload/server.js';
+
+/** Keep-alive connections to parents' upload servers, shared by all downloads of this daemon. */
+const agent = new Agent({ connections: 16, keepAliveTimeout: 30_000, pipelining: 0 });
+
+export class PieceFetchError extends Error {
+  constructor(
+    message: string,
+    /** The parent refused for now (busy); try it again later. */
+    readonly busy = false,
+  ) {
+    super(message);
+  }
+}
+
+/** A candidate parent as this download sees it: what it holds and how fast it has been. */
+export class Parent {
+  readonly id: string;
+  readonly baseUrl: string;
+  readonly pieces = new Set<number>();
+  inFlight = 0;
+  failures = 0;
+  busyUntil = 0;
+  /** Bytes/s, exponentially weighted; 0 until the first piece. */
+  speed = 0;
+  done = false;
+  closed = false;
+  layout: { contentLength: number; pieceLength: number; pieceCount: number } | null = null;
+  private readonly abort = new AbortController();
+
+  constructor(peer: Peer) {
+    this.id = peer.id;
+    const host = peer.host!;
+    const ip = host.ip.includes(':') ? `[${host.ip}]` : host.ip;
+    this.baseUrl = `http://${ip}:${host.uploadPort}`;
+  }
+
+  /**
+   * Follows the parent's piece list until it has everything or the connection ends.
+   * `onUpdate` runs after every message; resolves when the stream ends (rejects on error).
+   */
+  async sync(taskId: string, onUpdate: () => void): Promise<void> {
+    const res = await request(`${this.baseUrl}/tasks/${taskId}/pieces`, {
+      dispatcher: agent,
+      signal: this.abort.signal,
+      headersTimeout: 10_000,
+      bodyTimeout: 0,
+    });
+    if (res.statusCode !== 200) {
+      res.body.resume();
+      throw new PieceFetchError(`parent answered ${res.statusCode} to piece sync`);
+    }
+    for await (const line of createInterface({ input: res.body, crlfDelay: Infinity })) {
+      if (!line) continue;
+      const msg = JSON.parse(line) as PieceSyncMessage;
+      if (msg.contentLength !== undefined && msg.pieceLength !== undefined && msg.pieceCount !== undefined) {
+        this.layout = { contentLength: msg.contentLength, pieceLength: msg.pieceLength, pieceCount: msg.pieceCount };
+      }
+      for (const n of msg.pieces ?? []) this.pieces.add(n);
+      if (msg.done) this.done = true;
+      if (msg.error) throw new PieceFetchError(`parent: ${msg.error}`);
+      onUpdate();
+    }
+    if (!this.done) throw new PieceFetchError('parent closed the piece sync stream');
+  }
+
+  /** The bytes of one piece; the caller verifies them. */
+  async fetchPiece(taskId: string, number: number, timeoutMs: number, signal: AbortSignal): Promise<Buffer> {
+    const res = await request(`${this.baseUrl}/tasks/${taskId}/pieces/${number}`, {
+      dispatcher: agent,
+      signal: AbortSignal.any([signal, this.abort.signal, AbortSignal.timeout(timeoutMs)]),
+      headersTimeout: timeoutMs,
+      bodyTimeout: timeoutMs,
+    });
+    if (res.statusCode === 429) {
+      res.body.resume();
+      throw new PieceFetchError('parent is busy', true);
+    }
+    if (res.statusCode !== 200) {
+      res.body.resume();
+      throw new PieceFetchError(`parent answered ${res.statusCode} for piece ${number}`);
+    }
+    return Buffer.from(await res.body.arrayBuffer());
+  }
+
+  recordSpeed(bytes: number, ms: number): void {
+    const sample = bytes / Math.max(ms, 1) * 1000;
+    this.speed = this.speed === 0 ? sample : this.speed * 0.7 + sample * 0.3;
+  }
+
+  close(): void {
+    this.closed = true;
+    this.abort.abort();
+  }
+}

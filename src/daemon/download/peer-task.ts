@@ -1,0 +1,545 @@
+import { EventEmitter } from 'node:events';
+import { randomUUID } from 'node:crypto';
+import { create, type MessageInitShape } from '@bufbuild/protobuf';
+import type { Logger } from '../../observability/index.js';
+import {
+  type AnnouncePeerRequest,
+  AnnouncePeerRequestSchema,
+  type AnnouncePeerResponse,
+  type Download,
+  DownloadSchema,
+  type Peer,
+  type Piece,
+  PieceSchema,
+  type TaskInfo,
+} from '../../rpc/index.js';
+import { fetchRange, fetchWhole, SourceError, statSource } from '../../source/index.js';
+import { pieceCount, pieceDigest, pieceLengthFor, pieceRange } from '../../task/index.js';
+import { AsyncQueue, ChangeSignal } from '../async-queue.js';
+import type { DaemonMetrics } from '../metrics.js';
+import type { TokenBucket } from '../rate-limiter.js';
+import type { SchedulerConnection } from '../scheduler-connection.js';
+import type { TaskStorage } from '../storage/index.js';
+import { Parent, PieceFetchError } from './parent.js';
+
+export interface DownloadRequest {
+  url: string;
+  /** Whole-file digest checked by the caller after the download. */
+  digest?: string;
+  tag?: string;
+  application?: string;
+  priority?: number;
+  /** Sent to the origin; not part of the task id. */
+  headers: Record<string, string>;
+  pieceLength?: number;
+  /** Set on seed peers triggered by the scheduler. */
+  needBackToSource?: boolean;
+  disableBackToSource?: boolean;
+}
+
+export interface Progress {
+  contentLength: number;
+  completedLength: number;
+  p2pBytes: number;
+  sourceBytes: number;
+}
+
+export interface PeerTaskDeps {
+  storage: TaskStorage;
+  scheduler: SchedulerConnection;
+  metrics: DaemonMetrics;
+  downloadLimiter: TokenBucket;
+  logger: Logger;
+  concurrentPieceCount: number;
+  backToSourceConcurrency: number;
+  pieceTimeoutMs: number;
+  sourceRetries: number;
+}
+
+interface Layout {
+  contentLength: number;
+  pieceLength: number;
+  pieceCount: number;
+}
+
+type Request = MessageInitShape<typeof AnnouncePeerRequestSchema>['request'];
+
+export class DownloadError extends Error {
+  readonly code = 'EDOWNLOAD';
+}
+
+/**
+ * One peer's download of one task (Dragonfly's peer task conductor). It registers with the
+ * scheduler and follows its answers: download pieces from the candidate parents (several at once,
+ * each verified against the digest the source peer recorded), or fetch from the source and report
+ * each piece's digest. Without a scheduler it goes to the source on its own.
+ */
+export class PeerTask extends EventEmitter {
+  readonly peerId: string;
+  private layout: Layout | null = null;
+  private readonly digests = new Map<number, string>();
+  private readonly parents = new Map<string, Parent>();
+  private readonly failedParents = new Set<string>();
+  private readonly inFlight = new Set<number>();
+  private readonly changed = new ChangeSignal();
+  private readonly requests = new AsyncQueue<AnnouncePeerRequest>();
+  private mode: 'waiting' | 'p2p' | 'source' | 'done' = 'waiting';
+  private p2pRunning = false;
+  private rescheduling = false;
+  private startedReported = false;
+  private rotation = Math.random();
+  private outcome!: { resolve: () => void; reject: (err: Error) => void };
+  readonly progress: Progress = { contentLength: -1, completedLength: 0, p2pBytes: 0, sourceBytes: 0 };
+  private readonly log: Logger;
+
+  constructor(
+    readonly taskId: string,
+    private readonly request: DownloadRequest,
+    private readonly deps: PeerTaskDeps,
+  ) {
+    super();
+    this.peerId = `${deps.scheduler.hostId}-${randomUUID()}`;
+    this.log = deps.logger.child({ taskId, peerId: this.peerId });
+  }
+
+  /** Runs the download to the end; resolves when every piece is stored. */
+  async run(signal: AbortSignal): Promise<void> {
+    const task = this.deps.storage.getTask(this.taskId);
+    if (task?.state === 'succeeded') {
+      this.deps.storage.touch(this.taskId);
+      this.progress.contentLength = task.contentLength;
+      this.progress.completedLength = task.contentLength;
+      return;
+    }
+    const done = new Promise<void>((resolve, reject) => {
+      this.outcome = { resolve, reject };
+    });
+    const client = this.deps.scheduler.clientFor(this.taskId);
+    if (!client) {
+      this.log.info('no scheduler configured; downloading from the source');
+      this.startBackToSource(false);
+    } else {
+      void this.converse(client, signal);
+    }
+    const onAbort = () => this.outcome.reject(new DownloadError('download cancelled'));
+    signal.addEventListener('abort', onAbort, { once: true });
+    try {
+      await done;
+      this.mode = 'done';
+    } finally {
+      signal.removeEventListener('abort', onAbort);
+      this.mode = 'done';
+      for (const p of this.parents.values()) p.close();
+      this.changed.notify();
+      // Give the final report a moment to leave before closing the stream.
+      setTimeout(() => this.requests.end(), 50).unref();
+    }
+  }
+
+  private send(request: Request): void {
+    this.requests.push(
+      create(AnnouncePeerRequestSchema, {
+        hostId: this.deps.scheduler.hostId,
+        taskId: this.taskId,
+        peerId: this.peerId,
+        request,
+      }),
+    );
+  }
+
+  private download(): Download {
+    const r = this.request;
+    return create(DownloadSchema, {
+      url: r.url,
+      digest: r.digest ?? '',
+      tag: r.tag ?? '',
+      application: r.application ?? '',
+      priority: r.priority ?? 0,
+      requestHeader: r.headers,
+      pieceLength: r.pieceLength ?? 0,
+      needBackToSource: r.needBackToSource ?? false,
+      disableBackToSource: r.disableBackToSource ?? false,
+    });
+  }
+
+  /** The AnnouncePeer conversation with the scheduler. */
+  private async converse(
+    client: NonNullable<ReturnType<SchedulerConnection['clientFor']>>,
+    signal: AbortSignal,
+  ): Promise<void> {
+    this.send({ case: 'registerPeer', value: { download: this.download() } });
+    try {
+      for await (const res of client.announcePeer(this.requests, { signal })) {
+        this.onResponse(res);
+        if (this.mode === 'done') break;
+      }
+      if (this.mode !== 'done' && this.mode !== 'source') throw new Error('the scheduler closed the stream');
+    } catch (err) {
+      if (signal.aborted || this.mode === 'done') return;
+      if (err instanceof DownloadError) {
+        this.outcome.reject(err);
+        return;
+      }
+      if (this.mode === 'source') return;
+      // The scheduler is unreachable or went away: the source is still there.
+      this.log.warn({ err: (err as Error).message }, 'scheduler unavailable; downloading from the source');
+      this.startBackToSource(false);
+    }
+  }
+
+  private onResponse(res: AnnouncePeerResponse): void {
+    const r = res.response;
+    switch (r.case) {
+      case 'normalTask':
+        this.rescheduling = false;
+        if (r.value.task) this.adoptTaskInfo(r.value.task);
+        this.addParents(r.value.candidateParents);
+        if (!this.startedReported) {
+          this.startedReported = true;
+          this.send({ case: 'downloadPeerStarted', value: {} });
+        }
+        this.startP2P();
+        break;
+      case 'pieceDigests':
+        for (const p of r.value.pieces) this.digests.set(p.number, p.digest);
+        if (r.value.contentLength >= 0 && r.value.pieceLength > 0) {
+          this.setLayout(r.value.contentLength, r.value.pieceLength);
+        }
+        this.changed.notify();
+        break;
+      case 'needBackToSource':
+        this.log.info({ reason: r.value.description }, 'scheduler says: back to source');
+        this.startBackToSource(true);
+        break;
+      case 'emptyTask':
+        this.startBackToSource(true);
+        break;
+      case 'failed':
+        throw new DownloadError(`scheduler: ${r.value.description || 'download failed'}`);
+      default:
+        break;
+    }
+  }
+
+  private adoptTaskInfo(task: TaskInfo): void {
+    for (const p of task.pieces) this.digests.set(p.number, p.digest);
+    if (task.contentLength >= 0 && task.pieceLength > 0) this.setLayout(task.contentLength, task.pieceLength);
+  }
+
+  private setLayout(contentLength: number, pieceLength: number): void {
+    if (this.layout) return;
+    this.layout = { contentLength, pieceLength, pieceCount: pieceCount(contentLength, pieceLength) };
+    this.progress.contentLength = contentLength;
+    this.deps.storage.putTask(this.taskId, { url: this.request.url, contentLength, pieceLength });
+    this.progress.completedLength = this.storedBytes();
+  }
+
+  private storedBytes(): number {
+    return this.deps.storage.listPieces(this.taskId).reduce((sum, p) => sum + p.length, 0);
+  }
+
+  private addParents(peers: Peer[]): void {
+    for (const peer of peers) {
+      if (!peer.host || this.parents.has(peer.id) || this.failedParents.has(peer.id)) continue;
+      const parent = new Parent(peer);
+      this.parents.set(peer.id, parent);
+      parent
+        .sync(this.taskId, () => {
+          if (!this.layout && parent.layout) this.setLayout(parent.layout.contentLength, parent.layout.pieceLength);
+          this.changed.notify();
+        })
+        .catch((err) => {
+          if (this.mode === 'done' || parent.closed) return;
+          this.dropParent(parent, `piece sync failed: ${(err as Error).message}`);
+        });
+    }
+    this.changed.notify();
+  }
+
+  private dropParent(parent: Parent, reason: string): void {
+    if (!this.parents.has(parent.id)) return;
+    this.log.warn({ parent: parent.id, reason }, 'dropping parent');
+    parent.close();
+    this.parents.delete(parent.id);
+    this.failedParents.add(parent.id);
+    this.changed.notify();
+  }
+
+  private missing(): number[] {
+    if (!this.layout) return [];
+    const out: number[] = [];
+    const n = this.layout.pieceCount;
+    const start = Math.floor(this.rotation * n);
+    for (let i = 0; i < n; i++) {
+      const number = (start + i) % n;
+      if (!this.deps.storage.hasPiece(this.taskId, number)) out.push(number);
+    }
+    return out;
+  }
+
+  private startP2P(): void {
+    if (this.p2pRunning || this.mode === 'source' || this.mode === 'done') return;
+    this.mode = 'p2p';
+    this.p2pRunning = true;
+    this.p2pLoop()
+      .catch((err) => this.outcome.reject(err as Error))
+      .finally(() => {
+        this.p2pRunning = false;
+      });
+  }
+
+  /** Keeps up to concurrentPieceCount piece downloads going, spread over the parents by speed. */
+  private async p2pLoop(): Promise<void> {
+    const abort = new AbortController();
+    try {
+      while (this.mode === 'p2p') {
+        if (this.layout && this.missing().length === 0 && this.inFlight.size === 0) {
+          await this.finish(false);
+          return;
+        }
+        while (this.inFlight.size < this.deps.concurrentPieceCount) {
+          const pick = this.pickPiece();
+          if (!pick) break;
+          void this.fetchFromParent(pick.number, pick.parent, abort.signal);
+        }
+        if (this.parents.size === 0 && this.inFlight.size === 0 && !this.rescheduling) {
+          this.rescheduling = true;
+          this.send({
+            case: 'reschedulePeer',
+            value: { failedParentIds: [...this.failedParents], description: 'no usable parent left' },
+          });
+        }
+        await this.changed.wait(500);
+      }
+    } finally {
+      abort.abort();
+    }
+  }
+
+  private pickPiece(): { number: number; parent: Parent } | null {
+    const now = Date.now();
+    const usable = [...this.parents.values()].filter((p) => !p.closed && p.busyUntil <= now);
+    if (usable.length === 0) return null;
+    const cap = Math.max(2, Math.ceil(this.deps.concurrentPieceCount / usable.length) + 1);
+    for (const number of this.missing()) {
+      if (this.inFlight.has(number) || !this.digests.has(number)) continue;
+      const holders = usable.filter((p) => p.pieces.has(number) && p.inFlight < cap);
+      if (holders.length === 0) continue;
+      return { number, parent: chooseParent(holders) };
+    }
+    return null;
+  }
+
+  private async fetchFromParent(number: number, parent: Parent, signal: AbortSignal): Promise<void> {
+    const layout = this.layout!;
+    const range = pieceRange(number, layout.contentLength, layout.pieceLength);
+    this.inFlight.add(number);
+    parent.inFlight++;
+    const started = performance.now();
+    try {
+      await this.deps.downloadLimiter.take(range.length, signal);
+      const data = await parent.fetchPiece(this.taskId, number, this.deps.pieceTimeoutMs, signal);
+      const digest = pieceDigest(data);
+      const expected = this.digests.get(number);
+      if (data.length !== range.length || digest !== expected) {
+        this.deps.metrics.pieceVerifyFailures.inc();
+        this.send({
+          case: 'downloadPieceFailed',
+          value: { pieceNumber: number, parentId: parent.id, temporary: false, description: 'digest mismatch' },
+        });
+        this.dropParent(parent, `piece ${number} failed verification (got ${digest}, want ${expected})`);
+        return;
+      }
+      await this.deps.storage.writePiece(this.taskId, { ...range, digest }, data);
+      const costMs = Math.round(performance.now() - started);
+      parent.recordSpeed(data.length, costMs);
+      parent.failures = 0;
+      this.account('p2p', data.length);
+      this.send({ case: 'downloadPieceFinished', value: { piece: this.piece(range, digest, parent.id, costMs) } });
+    } catch (err) {
+      if (signal.aborted || this.mode !== 'p2p') return;
+      if (err instanceof PieceFetchError && err.busy) {
+        parent.busyUntil = Date.now() + 300;
+        return;
+      }
+      parent.failures++;
+      this.deps.metrics.pieceFailures.inc({ type: 'p2p' });
+      this.send({
+        case: 'downloadPieceFailed',
+        value: { pieceNumber: number, parentId: parent.id, temporary: true, description: (err as Error).message },
+      });
+      if (parent.failures >= 3 || !parent.pieces.has(number)) {
+        this.dropParent(parent, (err as Error).message);
+      }
+    } finally {
+      parent.inFlight--;
+      this.inFlight.delete(number);
+      this.changed.notify();
+    }
+  }
+
+  private piece(range: { number: number; offset: number; length: number }, digest: string, parentId = '', costMs = 0): Piece {
+    return create(PieceSchema, { ...range, digest, parentId, costMs });
+  }
+
+  private account(type: 'p2p' | 'back_to_source', bytes: number): void {
+    this.deps.metrics.downloadTraffic.inc({ type }, bytes);
+    this.deps.metrics.downloadPieces.inc({ type });
+    if (type === 'p2p') this.progress.p2pBytes += bytes;
+    else this.progress.sourceBytes += bytes;
+    this.progress.completedLength += bytes;
+    this.emit('progress', this.progress);
+  }
+
+  private startBackToSource(report: boolean): void {
+    if (this.mode === 'source' || this.mode === 'done') return;
+    if (this.request.disableBackToSource) {
+      this.outcome.reject(new DownloadError('no peer has this task and back-to-source is disabled'));
+      return;
+    }
+    this.mode = 'source';
+    for (const p of this.parents.values()) p.close();
+    this.parents.clear();
+    this.changed.notify();
+    this.backToSource(report).catch((err: Error) => {
+      if (report) this.send({ case: 'downloadPeerBackToSourceFailed', value: { description: err.message } });
+      this.outcome.reject(err);
+    });
+  }
+
+  /** Fetches every missing piece from the origin (ranged GETs, several at once) and reports digests. */
+  private async backToSource(report: boolean): Promise<void> {
+    // Wait for in-flight peer downloads to settle so no piece is written twice at once.
+    while (this.inFlight.size > 0) await this.changed.wait(100);
+    const { url, headers } = this.request;
+    const info = await statSource(url, headers);
+    const pieceLength = this.layout?.pieceLength ?? this.request.pieceLength ?? pieceLengthFor(info.contentLength);
+    if (info.contentLength >= 0) {
+      if (this.layout && this.layout.contentLength !== info.contentLength) {
+        this.log.warn('the source size differs from what peers reported; starting over from the source');
+        this.layout = null;
+      }
+      this.setLayout(info.contentLength, pieceLength);
+    }
+    if (report) {
+      this.send({
+        case: 'downloadPeerBackToSourceStarted',
+        value: { contentLength: info.contentLength, pieceLength },
+      });
+    }
+    if (info.supportsRange && this.layout) await this.fetchRanges(report);
+    else await this.fetchSequential(pieceLength, report);
+    await this.finish(report);
+  }
+
+  private async fetchRanges(report: boolean): Promise<void> {
+    const queue = this.missing().sort((a, b) => a - b);
+    const worker = async () => {
+      for (let n = queue.shift(); n !== undefined; n = queue.shift()) await this.fetchSourcePiece(n, report);
+    };
+    await Promise.all(Array.from({ length: this.deps.backToSourceConcurrency }, worker));
+  }
+
+  private async fetchSourcePiece(number: number, report: boolean): Promise<void> {
+    const layout = this.layout!;
+    const range = pieceRange(number, layout.contentLength, layout.pieceLength);
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await this.deps.downloadLimiter.take(range.length);
+        const started = performance.now();
+        const data = await fetchRange(this.request.url, this.request.headers, range.offset, range.length);
+        await this.storeSourcePiece(range, data, report, Math.round(performance.now() - started));
+        return;
+      } catch (err) {
+        this.deps.metrics.pieceFailures.inc({ type: 'back_to_source' });
+        if ((err instanceof SourceError && err.permanent) || attempt >= this.deps.sourceRetries) throw err;
+        await new Promise((r) => setTimeout(r, 200 * 2 ** attempt));
+      }
+    }
+  }
+
+  private async storeSourcePiece(
+    range: { number: number; offset: number; length: number },
+    data: Buffer,
+    report: boolean,
+    costMs: number,
+  ): Promise<void> {
+    const digest = pieceDigest(data);
+    await this.deps.storage.writePiece(this.taskId, { ...range, digest }, data);
+    this.account('back_to_source', data.length);
+    if (report) {
+      this.send({ case: 'downloadPieceBackToSourceFinished', value: { piece: this.piece(range, digest, '', costMs) } });
+    }
+  }
+
+  /** For origins without range support (or unknown length): one GET, cut into pieces as it streams. */
+  private async fetchSequential(pieceLength: number, report: boolean): Promise<void> {
+    const body = await fetchWhole(this.request.url, this.request.headers);
+    let pending: Buffer[] = [];
+    let pendingBytes = 0;
+    let number = 0;
+    const flush = async (buf: Buffer) => {
+      const range = { number, offset: number * pieceLength, length: buf.length };
+      number++;
+      if (!this.deps.storage.hasPiece(this.taskId, range.number)) {
+        await this.storeSourcePiece(range, buf, report, 0);
+      }
+    };
+    if (!this.layout) {
+      // Unknown length: record the task now; its size is fixed once the body ends.
+      this.deps.storage.putTask(this.taskId, { url: this.request.url, contentLength: -1, pieceLength });
+    }
+    for await (const chunk of body as AsyncIterable<Buffer>) {
+      await this.deps.downloadLimiter.take(chunk.length);
+      pending.push(chunk);
+      pendingBytes += chunk.length;
+      while (pendingBytes >= pieceLength) {
+        const all = Buffer.concat(pending);
+        await flush(all.subarray(0, pieceLength));
+        pending = [all.subarray(pieceLength)];
+        pendingBytes -= pieceLength;
+      }
+    }
+    const total = number * pieceLength + pendingBytes;
+    if (this.layout && total !== this.layout.contentLength) {
+      throw new SourceError(`origin sent ${total} bytes, expected ${this.layout.contentLength}`);
+    }
+    if (!this.layout) {
+      this.deps.storage.putTask(this.taskId, { url: this.request.url, contentLength: total, pieceLength });
+      this.layout = { contentLength: total, pieceLength, pieceCount: pieceCount(total, pieceLength) };
+      this.progress.contentLength = total;
+    }
+    if (pendingBytes > 0) await flush(Buffer.concat(pending));
+  }
+
+  private async finish(fromSource: boolean): Promise<void> {
+    if (this.mode === 'done') return;
+    const layout = this.layout!;
+    const missing = this.missing();
+    if (missing.length > 0) throw new DownloadError(`${missing.length} pieces still missing`);
+    this.mode = 'done';
+    this.deps.storage.markSucceeded(this.taskId);
+    if (fromSource) {
+      this.send({
+        case: 'downloadPeerBackToSourceFinished',
+        value: { contentLength: layout.contentLength, pieceCount: layout.pieceCount },
+      });
+    } else {
+      this.send({ case: 'downloadPeerFinished', value: { contentLength: layout.contentLength } });
+    }
+    this.outcome.resolve();
+  }
+}
+
+/** Unprobed parents first (to learn their speed), then weighted random by speed and load. */
+function chooseParent(holders: Parent[]): Parent {
+  const fresh = holders.find((p) => p.speed === 0 && p.inFlight === 0);
+  if (fresh) return fresh;
+  const weights = holders.map((p) => (p.speed || 1) / (p.inFlight + 1));
+  let r = Math.random() * weights.reduce((a, b) => a + b, 0);
+  for (let i = 0; i < holders.length; i++) {
+    r -= weights[i]!;
+    if (r <= 0) return holders[i]!;
+  }
+  return holders[holders.length - 1]!;
+}

@@ -1,0 +1,62 @@
+import { Counter, Gauge, Registry } from 'prom-client';
+
+export type TrafficType = 'p2p' | 'back_to_source';
+
+/** Every byte the daemon moves is counted here (DESIGN.md: metrics for every byte). */
+export class DaemonMetrics {
+  readonly registry = new Registry();
+  readonly downloadTraffic = new Counter({
+    name: 'damselfly_download_traffic_bytes_total',
+    help: 'Bytes downloaded, by where they came from',
+    labelNames: ['type'] as const,
+    registers: [this.registry],
+  });
+  readonly downloadPieces = new Counter({
+    name: 'damselfly_download_pieces_total',
+    help: 'Pieces downloaded and stored, by where they came from',
+    labelNames: ['type'] as const,
+    registers: [this.registry],
+  });
+  readonly uploadTraffic = new Counter({
+    name: 'damselfly_upload_traffic_bytes_total',
+    help: 'Piece bytes served to other peers',
+    registers: [this.registry],
+  });
+  readonly uploadPieces = new Counter({
+    name: 'damselfly_upload_pieces_total',
+    help: 'Pieces served to other peers',
+    registers: [this.registry],
+  });
+  readonly uploadRejected = new Counter({
+    name: 'damselfly_upload_rejected_total',
+    help: 'Piece requests refused because the concurrent-upload limit was reached',
+    registers: [this.registry],
+  });
+  readonly concurrentUploads = new Gauge({
+    name: 'damselfly_concurrent_uploads',
+    help: 'Pieces being served right now',
+    registers: [this.registry],
+  });
+  readonly pieceVerifyFailures = new Counter({
+    name: 'damselfly_piece_verify_failures_total',
+    help: 'Pieces from peers rejected because their digest did not match the source digest',
+    registers: [this.registry],
+  });
+  readonly pieceFailures = new Counter({
+    name: 'damselfly_piece_download_failures_total',
+    help: 'Piece downloads that failed (network, timeout, refused)',
+    labelNames: ['type'] as const,
+    registers: [this.registry],
+  });
+  readonly tasks = new Counter({
+    name: 'damselfly_download_tasks_total',
+    help: 'Downloads requested through the daemon, by result',
+    labelNames: ['result'] as const,
+    registers: [this.registry],
+  });
+  readonly storageUsed = new Gauge({
+    name: 'damselfly_storage_used_bytes',
+    help: 'Bytes of task content stored',
+    registers: [this.registry],
+  });
+}

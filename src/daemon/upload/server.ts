@@ -1,0 +1,176 @@
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { once } from 'node:events';
+import type { Logger } from '../../observability/index.js';
+import { isTaskId } from '../../task/index.js';
+import type { DaemonMetrics } from '../metrics.js';
+import type { TokenBucket } from '../rate-limiter.js';
+import type { PieceRecord, TaskStorage } from '../storage/index.js';
+
+const WRITE_SLICE = 256 * 1024;
+
+/** What the sync stream sends: task layout (once known) and the piece numbers the parent holds. */
+export interface PieceSyncMessage {
+  contentLength?: number;
+  pieceLength?: number;
+  pieceCount?: number;
+  pieces?: number[];
+  done?: boolean;
+  error?: string;
+}
+
+/**
+ * Serves pieces to other peers over plain HTTP/1.1 (keep-alive):
+ * - GET /tasks/<id>/pieces        NDJSON: the pieces held now, then each new one as it lands (SyncPieces)
+ * - GET /tasks/<id>/pieces/<n>    the bytes of piece n
+ * Only tasks in local storage are served; the concurrent-upload limit answers 429 when reached.
+ */
+export class UploadServer {
+  private server: Server | null = null;
+  private active = 0;
+  private uploads = 0;
+  private failures = 0;
+  private window = { start: Date.now(), bytes: 0, rate: 0 };
+
+  constructor(
+    private readonly storage: TaskStorage,
+    private readonly limiter: TokenBucket,
+    private readonly concurrentLimit: number,
+    private readonly metrics: DaemonMetrics,
+    private readonly logger: Logger,
+  ) {}
+
+  async listen(host: string, port: number): Promise<number> {
+    const server = createServer((req, res) => {
+      this.handle(req, res).catch((err) => {
+        this.logger.warn({ err: (err as Error).message, url: req.url }, 'upload request failed');
+        if (!res.headersSent) res.writeHead(500).end();
+        else res.destroy();
+      });
+    });
+    server.keepAliveTimeout = 60_000;
+    this.server = server;
+    server.listen(port, host);
+    await once(server, 'listening');
+    const address = server.address();
+    return typeof address === 'object' && address ? address.port : port;
+  }
+
+  /** Load figures announced to the scheduler. */
+  load() {
+    const elapsed = (Date.now() - this.window.start) / 1000;
+    if (elapsed >= 5) this.window = { start: Date.now(), bytes: 0, rate: this.window.bytes / elapsed };
+    return {
+      concurrentUploads: this.active,
+      uploadCount: this.uploads,
+      uploadFailedCount: this.failures,
+      txBandwidth: Math.round(this.window.rate),
+    };
+  }
+
+  private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const m = /^\/tasks\/([^/?]+)\/pieces(?:\/(\d+))?(?:\?.*)?$/.exec(req.url ?? '');
+    if (req.method !== 'GET' || !m || !isTaskId(m[1]!)) {
+      res.writeHead(404).end('not found\n');
+      return;
+    }
+    const taskId = m[1]!;
+    if (!this.storage.getTask(taskId)) {
+      res.writeHead(404).end('task not here\n');
+      return;
+    }
+    if (m[2] === undefined) this.syncPieces(taskId, req, res);
+    else await this.servePiece(taskId, Number(m[2]), res);
+  }
+
+  private syncPieces(taskId: string, req: IncomingMessage, res: ServerResponse): void {
+    res.writeHead(200, { 'content-type': 'application/x-ndjson', 'cache-control': 'no-store' });
+    const send = (msg: PieceSyncMessage) => res.write(`${JSON.stringify(msg)}\n`);
+    let sentLayout = false;
+    const layout = (): boolean => {
+      const task = this.storage.getTask(taskId);
+      if (!task || task.contentLength < 0 || sentLayout) return false;
+      send({ contentLength: task.contentLength, pieceLength: task.pieceLength, pieceCount: task.pieceCount });
+      sentLayout = true;
+      return true;
+    };
+    const finishIfDone = (): boolean => {
+      const task = this.storage.getTask(taskId);
+      if (task?.state !== 'succeeded') return false;
+      layout();
+      send({ done: true });
+      cleanup();
+      res.end();
+      return true;
+    };
+    const onPiece = (id: string, piece: PieceRecord) => {
+      if (id !== taskId) return;
+      layout();
+      send({ pieces: [piece.number] });
+    };
+    const onTaskState = (id: string) => {
+      if (id === taskId) finishIfDone();
+    };
+    const onDeleted = (id: string) => {
+      if (id !== taskId) return;
+      send({ error: 'task deleted' });
+      cleanup();
+      res.end();
+    };
+    const cleanup = () => {
+      this.storage.off('piece', onPiece);
+      this.storage.off('succeeded', onTaskState);
+      this.storage.off('deleted', onDeleted);
+    };
+    this.storage.on('piece', onPiece);
+    this.storage.on('succeeded', onTaskState);
+    this.storage.on('deleted', onDeleted);
+    req.once('close', cleanup);
+    layout();
+    send({ pieces: this.storage.listPieces(taskId).map((p) => p.number) });
+    finishIfDone();
+  }
+
+  private async servePiece(taskId: string, number: number, res: ServerResponse): Promise<void> {
+    if (!this.storage.hasPiece(taskId, number)) {
+      res.writeHead(404).end('piece not here\n');
+      return;
+    }
+    if (this.active >= this.concurrentLimit) {
+      this.metrics.uploadRejected.inc();
+      res.writeHead(429, { 'retry-after': '1' }).end('busy\n');
+      return;
+    }
+    this.active++;
+    this.metrics.concurrentUploads.set(this.active);
+    const release = this.storage.acquire(taskId);
+    try {
+      const data = await this.storage.readPiece(taskId, number);
+      res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': data.length });
+      for (let off = 0; off < data.length; off += WRITE_SLICE) {
+        const slice = data.subarray(off, off + WRITE_SLICE);
+        await this.limiter.take(slice.length);
+        if (!res.write(slice)) await Promise.race([once(res, 'drain'), once(res, 'close')]);
+        if (res.destroyed) throw new Error('peer closed the connection');
+        this.window.bytes += slice.length;
+        this.metrics.uploadTraffic.inc(slice.length);
+      }
+      res.end();
+      this.uploads++;
+      this.metrics.uploadPieces.inc();
+      this.storage.touch(taskId);
+    } catch (err) {
+      this.failures++;
+      throw err;
+    } finally {
+      release();
+      this.active--;
+      this.metrics.concurrentUploads.set(this.active);
+    }
+  }
+
+  async close(): Promise<void> {
+    if (!this.server) return;
+    this.server.closeAllConnections();
+    await new Promise<void>((resolve) => this.server!.close(() => resolve()));
+  }
+}

@@ -1,0 +1,110 @@
+import { Agent, type Dispatcher, interceptors, request } from 'undici';
+
+/** One keep-alive pool for all origins; follows redirects like curl -L. */
+const dispatcher = new Agent({ connections: 64 }).compose(interceptors.redirect({ maxRedirections: 5 }));
+
+export class SourceError extends Error {
+  readonly code = 'ESOURCE';
+  constructor(
+    message: string,
+    /** HTTP status from the origin, 0 for network errors. */
+    readonly status = 0,
+  ) {
+    super(message);
+  }
+  /** 4xx answers will not change on retry. */
+  get permanent(): boolean {
+    return this.status >= 400 && this.status < 500 && this.status !== 408 && this.status !== 429;
+  }
+}
+
+export interface SourceInfo {
+  /** -1 when the origin does not say. */
+  contentLength: number;
+  supportsRange: boolean;
+}
+
+export type Headers = Record<string, string>;
+
+function describe(url: string, status: number, statusText?: string): string {
+  return `origin returned ${status}${statusText ? ` ${statusText}` : ''} for ${url}`;
+}
+
+const STATUS_TEXT: Record<number, string> = {
+  400: 'Bad Request',
+  401: 'Unauthorized',
+  403: 'Forbidden',
+  404: 'Not Found',
+  410: 'Gone',
+  416: 'Range Not Satisfiable',
+  429: 'Too Many Requests',
+  500: 'Internal Server Error',
+  502: 'Bad Gateway',
+  503: 'Service Unavailable',
+  504: 'Gateway Timeout',
+};
+
+async function send(
+  url: string,
+  headers: Headers,
+  signal?: AbortSignal,
+  method: 'GET' | 'HEAD' = 'GET',
+): Promise<Dispatcher.ResponseData> {
+  try {
+    return await request(url, { method, headers, signal, dispatcher });
+  } catch (err) {
+    if (signal?.aborted) throw err;
+    throw new SourceError(`cannot reach origin for ${url}: ${(err as Error).message}`);
+  }
+}
+
+function fail(url: string, res: Dispatcher.ResponseData): never {
+  res.body.resume();
+  throw new SourceError(describe(url, res.statusCode, STATUS_TEXT[res.statusCode]), res.statusCode);
+}
+
+/**
+ * Learns the content length and range support with `GET Range: bytes=0-0` (one byte from the origin);
+ * an origin that ignores ranges answers 200 and we stop reading after the headers.
+ */
+export async function statSource(url: string, headers: Headers, signal?: AbortSignal): Promise<SourceInfo> {
+  const res = await send(url, { ...headers, range: 'bytes=0-0' }, signal);
+  if (res.statusCode === 206) {
+    res.body.resume();
+    const total = /\/(\d+)\s*$/.exec(String(res.headers['content-range'] ?? ''));
+    return { contentLength: total ? Number(total[1]) : -1, supportsRange: Boolean(total) };
+  }
+  if (res.statusCode === 416) {
+    // An empty file cannot satisfy bytes=0-0.
+    res.body.resume();
+    return { contentLength: 0, supportsRange: true };
+  }
+  if (res.statusCode !== 200) fail(url, res);
+  res.body.destroy();
+  const length = res.headers['content-length'];
+  return { contentLength: length === undefined ? -1 : Number(length), supportsRange: false };
+}
+
+/** Bytes [start, start + length) of the source, exactly. */
+export async function fetchRange(
+  url: string,
+  headers: Headers,
+  start: number,
+  length: number,
+  signal?: AbortSignal,
+): Promise<Buffer> {
+  const res = await send(url, { ...headers, range: `bytes=${start}-${start + length - 1}` }, signal);
+  if (res.statusCode !== 206) fail(url, res);
+  const data = Buffer.from(await res.body.arrayBuffer());
+  if (data.length !== length) {
+    throw new SourceError(`origin sent ${data.length} bytes for a ${length}-byte range of ${url}`);
+  }
+  return data;
+}
+
+/** The whole body as a stream, for origins without range support. */
+export async function fetchWhole(url: string, headers: Headers, signal?: AbortSignal) {
+  const res = await send(url, headers, signal);
+  if (res.statusCode !== 200) fail(url, res);
+  return res.body;
+}

@@ -1,0 +1,1 @@
+export { fetchRange, fetchWhole, type Headers, SourceError, type SourceInfo, statSource } from './http.js';

@@ -1,0 +1,81 @@
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import {
+  Cluster,
+  type Daemon,
+  describeGet,
+  type OriginFile,
+  sha256File,
+  startOrigin,
+  type TestOrigin,
+} from '../helpers/index.js';
+
+const MiB = 1024 * 1024;
+const SIZE = 256 * MiB;
+const PEERS = 5;
+
+describe('P2P distribution: one seed peer, five daemons, one 256 MiB file', () => {
+  let origin: TestOrigin;
+  let cluster: Cluster;
+  let file: OriginFile;
+  let peers: Daemon[];
+
+  before(async () => {
+    origin = await startOrigin();
+    file = await origin.addFile('/dist/big.bin', SIZE);
+    cluster = await Cluster.create('distribution');
+    await cluster.startScheduler();
+    // The seed first, so it has announced itself before any peer asks for a parent.
+    await cluster.startDaemon({ name: 'seed', seedPeer: true });
+    peers = await Promise.all(
+      Array.from({ length: PEERS }, (_, i) => cluster.startDaemon({ name: `peer${i}` })),
+    );
+  });
+
+  after(async () => {
+    await cluster?.stop();
+    await origin?.close();
+  });
+
+  it('five concurrent gets: identical bytes, origin read about once, most bytes moved between peers', {
+    timeout: 360_000,
+  }, async () => {
+    await cluster.withLogs(async () => {
+      const outDir = await cluster.dir('out');
+      const outputs = peers.map((p) => join(outDir, `${p.name}.bin`));
+      const results = await Promise.all(peers.map((p, i) => p.get(file.url, outputs[i]!)));
+      for (const [i, r] of results.entries()) assert.equal(r.code, 0, `${peers[i]!.name}: ${describeGet(r)}`);
+
+      for (const [i, out] of outputs.entries()) {
+        assert.equal(
+          await sha256File(out),
+          file.sha256,
+          `${peers[i]!.name}: output differs from the origin's file`,
+        );
+      }
+
+      const served = origin.bytesServed();
+      assert.ok(
+        served <= 1.05 * SIZE,
+        `origin served ${served} bytes (${(served / SIZE).toFixed(2)} × the file); expected ≤ 1.05 ×`,
+      );
+
+      const scrapes = await Promise.all(peers.map((p) => p.metrics()));
+      const p2p = scrapes.map((m) => m.value('damselfly_download_traffic_bytes_total', { type: 'p2p' }));
+      const source = scrapes.map((m) =>
+        m.value('damselfly_download_traffic_bytes_total', { type: 'back_to_source' }),
+      );
+      const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
+      const perPeer = peers.map((p, i) => `${p.name}: p2p=${p2p[i]} back_to_source=${source[i]}`).join('; ');
+      assert.ok(
+        sum(p2p) > sum(source),
+        `p2p bytes should exceed back-to-source bytes across the peers (${perPeer})`,
+      );
+      assert.ok(
+        sum(p2p) >= 0.8 * PEERS * SIZE,
+        `p2p bytes across the peers ${sum(p2p)} < 0.8 × ${PEERS} × ${SIZE} (${perPeer})`,
+      );
+    });
+  });
+});

@@ -1,0 +1,238 @@
+import assert from 'node:assert/strict';
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import {
+  Cluster,
+  corruptEvery,
+  type Daemon,
+  describeGet,
+  exists,
+  freePort,
+  type GetResult,
+  listDir,
+  runGet,
+  sha256File,
+  startOrigin,
+  type TestOrigin,
+} from '../helpers/index.js';
+
+const MiB = 1024 * 1024;
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** A failed get: non-zero exit, one clear line on stderr, nothing at FILE nor beside it. */
+async function assertFailedCleanly(r: GetResult, dir: string, out: string): Promise<void> {
+  assert.notEqual(r.code, 0, `get should fail: ${describeGet(r)}`);
+  assert.ok(r.stderr.trim() !== '', `get failed without a message on stderr: ${describeGet(r)}`);
+  assert.doesNotMatch(
+    r.stderr,
+    /\n\s+at \S/,
+    `a failed get should print one line, not a stack trace: ${r.stderr}`,
+  );
+  assert.equal(await exists(out), false, `${out} exists after a failed get`);
+  assert.deepEqual(await listDir(dir), [], `files left in ${dir} after a failed get`);
+}
+
+async function assertGot(r: GetResult, out: string, sha256: string, who: string): Promise<void> {
+  assert.equal(r.code, 0, `${who}: ${describeGet(r)}`);
+  assert.equal(await sha256File(out), sha256, `${who}: output differs from the origin's file`);
+}
+
+describe('P2P faults', () => {
+  let origin: TestOrigin;
+  let cluster: Cluster;
+  let peer: Daemon;
+
+  before(async () => {
+    origin = await startOrigin();
+    cluster = await Cluster.create('faults');
+    await cluster.startScheduler();
+    await cluster.startDaemon({ name: 'seed', seedPeer: true });
+    peer = await cluster.startDaemon({ name: 'peer' });
+  });
+
+  after(async () => {
+    await cluster?.stop();
+    await origin?.close();
+  });
+
+  it('origin answers 404 or 500: get fails, names the status, leaves nothing', {
+    timeout: 120_000,
+  }, async () => {
+    await cluster.withLogs(async () => {
+      origin.setStatus('/faults/broken.bin', 500);
+      for (const [path, status] of [
+        ['/faults/missing.bin', 404],
+        ['/faults/broken.bin', 500],
+      ] as const) {
+        const dir = await cluster.dir(`status-${status}`);
+        const out = join(dir, 'out.bin');
+        const r = await peer.get(origin.url(path), out);
+        await assertFailedCleanly(r, dir, out);
+        assert.match(
+          r.stderr,
+          new RegExp(`\\b${status}\\b`),
+          `stderr should mention HTTP ${status}: ${r.stderr}`,
+        );
+      }
+    });
+  });
+
+  it('wrong --digest: get fails and leaves nothing; the right one succeeds', {
+    timeout: 120_000,
+  }, async () => {
+    await cluster.withLogs(async () => {
+      const file = await origin.addFile('/faults/digest.bin', 8 * MiB);
+      const wrong = file.sha256.replace(/^./, (c) => (c === '0' ? '1' : '0'));
+      const dir = await cluster.dir('digest-wrong');
+      const out = join(dir, 'out.bin');
+      const r = await peer.get(file.url, out, ['--digest', `sha256:${wrong}`]);
+      await assertFailedCleanly(r, dir, out);
+
+      const okDir = await cluster.dir('digest-right');
+      const okOut = join(okDir, 'out.bin');
+      await assertGot(
+        await peer.get(file.url, okOut, ['--digest', `sha256:${file.sha256}`]),
+        okOut,
+        file.sha256,
+        'right digest',
+      );
+    });
+  });
+
+  it('corrupted parent: pieces failing their digest are rejected and fetched elsewhere', {
+    timeout: 180_000,
+  }, async () => {
+    await cluster.withLogs(async () => {
+      const scheduler = await cluster.startScheduler({ name: 'scheduler-corrupt' });
+      const seed = await cluster.startDaemon({
+        name: 'seed-corrupt',
+        seedPeer: true,
+        schedulerPort: scheduler.port,
+      });
+      const a = await cluster.startDaemon({ name: 'a-corrupt', schedulerPort: scheduler.port });
+      const b = await cluster.startDaemon({ name: 'b-corrupt', schedulerPort: scheduler.port });
+      const file = await origin.addFile('/faults/corrupt.bin', 64 * MiB);
+      const dir = await cluster.dir('corrupt');
+
+      await assertGot(
+        await seed.get(file.url, join(dir, 'seed.bin')),
+        join(dir, 'seed.bin'),
+        file.sha256,
+        'seed',
+      );
+      await assertGot(await a.get(file.url, join(dir, 'a.bin')), join(dir, 'a.bin'), file.sha256, 'peer A');
+
+      const stored = a.contentPath(file.url);
+      assert.ok(await exists(stored), `peer A has no content file at ${stored}`);
+      const spots = await corruptEvery(stored, 4 * MiB, 16);
+      assert.equal(spots, 16);
+      await seed.stop();
+
+      await assertGot(await b.get(file.url, join(dir, 'b.bin')), join(dir, 'b.bin'), file.sha256, 'peer B');
+      const failures = (await b.metrics()).value('damselfly_piece_verify_failures_total');
+      assert.ok(failures >= 1, `peer B's damselfly_piece_verify_failures_total is ${failures}; expected ≥ 1`);
+    });
+  });
+
+  it('parent killed mid-download: the download finishes from the others', { timeout: 180_000 }, async () => {
+    await cluster.withLogs(async () => {
+      const scheduler = await cluster.startScheduler({ name: 'scheduler-kill' });
+      const seed = await cluster.startDaemon({
+        name: 'seed-kill',
+        seedPeer: true,
+        schedulerPort: scheduler.port,
+      });
+      const a = await cluster.startDaemon({ name: 'a-kill', schedulerPort: scheduler.port });
+      const b = await cluster.startDaemon({
+        name: 'b-kill',
+        schedulerPort: scheduler.port,
+        configYaml: 'download:\n  rateLimit: 16MiB\n',
+      });
+      const file = await origin.addFile('/faults/killed.bin', 64 * MiB);
+      const dir = await cluster.dir('killed');
+
+      await assertGot(
+        await seed.get(file.url, join(dir, 'seed.bin')),
+        join(dir, 'seed.bin'),
+        file.sha256,
+        'seed',
+      );
+      await assertGot(await a.get(file.url, join(dir, 'a.bin')), join(dir, 'a.bin'), file.sha256, 'peer A');
+
+      let finished = false;
+      const pending = b.get(file.url, join(dir, 'b.bin')).finally(() => {
+        finished = true;
+      });
+      await sleep(1000);
+      if (finished) {
+        assert.fail(
+          `peer B finished within 1 s despite download.rateLimit 16MiB: ${describeGet(await pending)}`,
+        );
+      }
+      await a.kill();
+
+      await assertGot(await pending, join(dir, 'b.bin'), file.sha256, 'peer B');
+    });
+  });
+
+  it('scheduler down: the daemon downloads straight from the source', { timeout: 120_000 }, async () => {
+    await cluster.withLogs(async () => {
+      const nobody = await freePort();
+      const lone = await cluster.startDaemon({ name: 'no-scheduler', schedulerPort: nobody });
+      const file = await origin.addFile('/faults/no-scheduler.bin', 16 * MiB);
+      const dir = await cluster.dir('no-scheduler');
+      const out = join(dir, 'out.bin');
+      await assertGot(await lone.get(file.url, out), out, file.sha256, 'daemon without a scheduler');
+      const fromSource = (await lone.metrics()).value('damselfly_download_traffic_bytes_total', {
+        type: 'back_to_source',
+      });
+      assert.equal(fromSource, file.size, 'back_to_source bytes should equal the file size');
+    });
+  });
+
+  it('no daemon at the socket: a clear error telling how to start one', { timeout: 60_000 }, async () => {
+    await cluster.withLogs(async () => {
+      const file = await origin.addFile('/faults/no-daemon.bin', MiB);
+      const dir = await cluster.dir('no-daemon');
+      const sockets = await cluster.dir('no-daemon-sockets');
+      const stale = join(sockets, 'stale.sock');
+      await writeFile(stale, '');
+      for (const socket of [join(sockets, 'absent.sock'), stale]) {
+        const out = join(dir, 'out.bin');
+        const r = await runGet([file.url, '-O', out, '--socket', socket, '--no-progress'], {
+          timeoutMs: 30_000,
+        });
+        await assertFailedCleanly(r, dir, out);
+        assert.match(r.stderr, /no daemon/i, `stderr should say no daemon answers at ${socket}: ${r.stderr}`);
+        assert.match(
+          r.stderr,
+          /damselfly daemon/,
+          `stderr should say how to start one (damselfly daemon): ${r.stderr}`,
+        );
+      }
+      assert.equal(origin.requestsFor('/faults/no-daemon.bin').length, 0);
+    });
+  });
+
+  it("-H 'X-Test: 1' reaches the origin", { timeout: 120_000 }, async () => {
+    await cluster.withLogs(async () => {
+      const file = await origin.addFile('/faults/header.bin', 4 * MiB);
+      const dir = await cluster.dir('header');
+      const out = join(dir, 'out.bin');
+      await assertGot(await peer.get(file.url, out, ['-H', 'X-Test: 1']), out, file.sha256, 'get -H');
+      const seen = origin.requestsFor(file.path);
+      const summary = seen.map(
+        (r) => `${r.method} range=${r.range ?? '-'} x-test=${r.headers['x-test'] ?? '-'}`,
+      );
+      assert.ok(
+        seen.some((r) => r.method === 'GET' && r.headers['x-test'] === '1'),
+        `no GET reached the origin with X-Test: 1 (${summary.join('; ') || 'no requests'})`,
+      );
+      assert.ok(
+        seen.every((r) => r.headers['x-test'] === '1'),
+        `every request for the file should carry X-Test: 1 (${summary.join('; ')})`,
+      );
+    });
+  });
+});

@@ -1,0 +1,62 @@
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { Cluster, describeGet, sha256File, startOrigin, type TestOrigin } from '../helpers/index.js';
+
+const MiB = 1024 * 1024;
+
+describe('daemon restart', () => {
+  let origin: TestOrigin;
+  let cluster: Cluster;
+
+  before(async () => {
+    origin = await startOrigin();
+    cluster = await Cluster.create('restart');
+    await cluster.startScheduler();
+  });
+
+  after(async () => {
+    await cluster?.stop();
+    await origin?.close();
+  });
+
+  it('a new daemon on the same data dir serves a stored task without the origin', {
+    timeout: 180_000,
+  }, async () => {
+    await cluster.withLogs(async () => {
+      // No seed peer: after the restart nothing but the daemon's own store can provide the bytes.
+      const first = await cluster.startDaemon({ name: 'daemon' });
+      const file = await origin.addFile('/restart/file.bin', 32 * MiB);
+      const dir = await cluster.dir('out');
+
+      const before = await first.get(file.url, join(dir, 'first.bin'));
+      assert.equal(before.code, 0, `first get: ${describeGet(before)}`);
+      assert.equal(await sha256File(join(dir, 'first.bin')), file.sha256, 'first get: output differs');
+      const servedBefore = origin.bytesServed(file.path);
+      assert.ok(servedBefore >= file.size, `origin served only ${servedBefore} bytes for the first get`);
+
+      const exit = await first.stop('SIGTERM');
+      assert.notEqual(exit.signal, 'SIGKILL', 'the daemon did not exit on SIGTERM within the grace period');
+
+      const second = await cluster.restartDaemon(first);
+      const again = await second.get(file.url, join(dir, 'second.bin'));
+      assert.equal(again.code, 0, `get after restart: ${describeGet(again)}`);
+      assert.equal(
+        await sha256File(join(dir, 'second.bin')),
+        file.sha256,
+        'get after restart: output differs',
+      );
+      assert.equal(
+        origin.bytesServed(file.path),
+        servedBefore,
+        'the origin served bytes again after the restart',
+      );
+
+      const m = await second.metrics();
+      const moved =
+        m.value('damselfly_download_traffic_bytes_total', { type: 'p2p' }) +
+        m.value('damselfly_download_traffic_bytes_total', { type: 'back_to_source' });
+      assert.equal(moved, 0, 'the restarted daemon downloaded bytes instead of using its store');
+    });
+  });
+});

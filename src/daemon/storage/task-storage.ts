@@ -30,6 +30,8 @@ const TASK_FILE = /^[0-9a-f]{64}$/;
 export interface TaskStorageEvents {
   /** A piece's bytes are durable and its row is committed. */
   piece: [taskId: string, piece: PieceRecord];
+  /** Every piece of the task is stored and the task is marked complete. */
+  succeeded: [taskId: string];
   /** The task's rows are gone and its content file has been moved out of the content tree. */
   deleted: [taskId: string];
 }
@@ -312,6 +314,7 @@ export class TaskStorage extends EventEmitter<TaskStorageEvents> {
     r.state = 'succeeded';
     r.updatedAt = now;
     r.finishedAt = now;
+    this.emitSafely('succeeded', r.id);
   }
 
   markFailed(taskId: string): void {

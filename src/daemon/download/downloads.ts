@@ -32,9 +32,7 @@ export class Downloads {
     let entry = this.running.get(id);
     if (!entry) {
       const task = new PeerTask(id, request, this.deps);
-      const release = this.deps.storage.acquire(id);
       const done = task.run(this.abort.signal).finally(() => {
-        release();
         this.running.delete(id);
       });
       done.then(

@@ -88,6 +88,8 @@ export class PeerTask extends EventEmitter {
   private rescheduling = false;
   private startedReported = false;
   private rotation = Math.random();
+  /** Keeps GC away from the task while this download runs. */
+  private unpin: (() => void) | null = null;
   private outcome!: { resolve: () => void; reject: (err: Error) => void };
   readonly progress: Progress = { contentLength: -1, completedLength: 0, p2pBytes: 0, sourceBytes: 0 };
   private readonly log: Logger;
@@ -127,6 +129,7 @@ export class PeerTask extends EventEmitter {
       await done;
       this.mode = 'done';
     } finally {
+      this.unpin?.();
       signal.removeEventListener('abort', onAbort);
       this.mode = 'done';
       for (const p of this.parents.values()) p.close();
@@ -230,8 +233,13 @@ export class PeerTask extends EventEmitter {
     if (this.layout) return;
     this.layout = { contentLength, pieceLength, pieceCount: pieceCount(contentLength, pieceLength) };
     this.progress.contentLength = contentLength;
-    this.deps.storage.putTask(this.taskId, { url: this.request.url, contentLength, pieceLength });
+    this.putTask(contentLength, pieceLength);
     this.progress.completedLength = this.storedBytes();
+  }
+
+  private putTask(contentLength: number, pieceLength: number): void {
+    this.deps.storage.putTask(this.taskId, { url: this.request.url, contentLength, pieceLength });
+    this.unpin ??= this.deps.storage.acquire(this.taskId);
   }
 
   private storedBytes(): number {
@@ -487,7 +495,7 @@ export class PeerTask extends EventEmitter {
     };
     if (!this.layout) {
       // Unknown length: record the task now; its size is fixed once the body ends.
-      this.deps.storage.putTask(this.taskId, { url: this.request.url, contentLength: -1, pieceLength });
+      this.putTask(-1, pieceLength);
     }
     for await (const chunk of body as AsyncIterable<Buffer>) {
       await this.deps.downloadLimiter.take(chunk.length);
@@ -505,7 +513,7 @@ export class PeerTask extends EventEmitter {
       throw new SourceError(`origin sent ${total} bytes, expected ${this.layout.contentLength}`);
     }
     if (!this.layout) {
-      this.deps.storage.putTask(this.taskId, { url: this.request.url, contentLength: total, pieceLength });
+      this.putTask(total, pieceLength);
       this.layout = { contentLength: total, pieceLength, pieceCount: pieceCount(total, pieceLength) };
       this.progress.contentLength = total;
     }

@@ -30,8 +30,12 @@ export interface HostLoad {
   txBandwidth: number;
 }
 
-export function hostId(identity: Pick<HostIdentity, 'ip' | 'hostname' | 'seedPeer'>): string {
-  return `${identity.ip}-${identity.hostname}${identity.seedPeer ? '-seed' : ''}`;
+/**
+ * "{ip}-{hostname}-{uploadPort}" (+ "-seed"): Dragonfly's "{ip}-{hostname}" plus the upload port, so
+ * several daemons on one machine (tests, benchmarks, a seed next to a peer) are distinct hosts.
+ */
+export function hostId(identity: Pick<HostIdentity, 'ip' | 'hostname' | 'seedPeer' | 'uploadPort'>): string {
+  return `${identity.ip}-${identity.hostname}-${identity.uploadPort}${identity.seedPeer ? '-seed' : ''}`;
 }
 
 /**

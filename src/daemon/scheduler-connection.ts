@@ -46,6 +46,9 @@ export function hostId(identity: Pick<HostIdentity, 'ip' | 'hostname' | 'seedPee
 export class SchedulerConnection {
   private readonly clients: { address: string; client: SchedulerClient }[];
   private readonly abort = new AbortController();
+  /** Schedulers that accepted our latest announce. */
+  private readonly announced = new WeakSet<SchedulerClient>();
+  private readonly unreachable = new WeakSet<SchedulerClient>();
   readonly hostId: string;
 
   constructor(
@@ -102,17 +105,34 @@ export class SchedulerConnection {
     );
   }
 
+  /** Announces to `client` first if it has not accepted our host yet (startup races, restarts). */
+  async ensureAnnounced(client: SchedulerClient): Promise<void> {
+    if (this.announced.has(client)) return;
+    const entry = this.clients.find((c) => c.client === client);
+    if (entry) await this.announce(entry.address, entry.client);
+  }
+
+  markUnannounced(client: SchedulerClient): void {
+    this.announced.delete(client);
+  }
+
   private async announce(address: string, client: SchedulerClient): Promise<boolean> {
     try {
       await client.announceHost(
         { host: this.host(), intervalMs: this.announceIntervalMs },
         { signal: this.abort.signal, timeoutMs: 5000 },
       );
+      if (!this.announced.has(client)) this.logger.info({ scheduler: address }, 'host announced');
+      this.announced.add(client);
+      this.unreachable.delete(client);
       return true;
     } catch (err) {
-      if (!this.abort.signal.aborted) {
-        this.logger.warn({ scheduler: address, err: (err as Error).message }, 'announce host failed');
+      // Warn on the transition to unreachable, not on every retry.
+      if (!this.abort.signal.aborted && !this.unreachable.has(client)) {
+        this.logger.warn({ scheduler: address, err: (err as Error).message }, 'announce host failed; will retry');
       }
+      this.unreachable.add(client);
+      this.announced.delete(client);
       return false;
     }
   }

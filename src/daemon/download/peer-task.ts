@@ -1,6 +1,7 @@
 import { EventEmitter } from 'node:events';
 import { randomUUID } from 'node:crypto';
 import { create, type MessageInitShape } from '@bufbuild/protobuf';
+import { Code, ConnectError } from '@connectrpc/connect';
 import type { Logger } from '../../observability/index.js';
 import {
   type AnnouncePeerRequest,
@@ -11,6 +12,7 @@ import {
   type Peer,
   type Piece,
   PieceSchema,
+  type SchedulerClient,
   type TaskInfo,
 } from '../../rpc/index.js';
 import { fetchRange, fetchWhole, SourceError, statSource } from '../../source/index.js';
@@ -82,7 +84,7 @@ export class PeerTask extends EventEmitter {
   private readonly failedParents = new Set<string>();
   private readonly inFlight = new Set<number>();
   private readonly changed = new ChangeSignal();
-  private readonly requests = new AsyncQueue<AnnouncePeerRequest>();
+  private requests = new AsyncQueue<AnnouncePeerRequest>();
   private mode: 'waiting' | 'p2p' | 'source' | 'done' = 'waiting';
   private p2pRunning = false;
   private rescheduling = false;
@@ -166,27 +168,38 @@ export class PeerTask extends EventEmitter {
   }
 
   /** The AnnouncePeer conversation with the scheduler. */
-  private async converse(
-    client: NonNullable<ReturnType<SchedulerConnection['clientFor']>>,
-    signal: AbortSignal,
-  ): Promise<void> {
-    this.send({ case: 'registerPeer', value: { download: this.download() } });
-    try {
-      for await (const res of client.announcePeer(this.requests, { signal })) {
-        this.onResponse(res);
-        if (this.mode === 'done') break;
-      }
-      if (this.mode !== 'done' && this.mode !== 'source') throw new Error('the scheduler closed the stream');
-    } catch (err) {
-      if (signal.aborted || this.mode === 'done') return;
-      if (err instanceof DownloadError) {
-        this.outcome.reject(err);
+  private async converse(client: SchedulerClient, signal: AbortSignal): Promise<void> {
+    for (let attempt = 0; ; attempt++) {
+      let answered = false;
+      this.requests = new AsyncQueue<AnnouncePeerRequest>();
+      this.send({ case: 'registerPeer', value: { download: this.download() } });
+      try {
+        await this.deps.scheduler.ensureAnnounced(client);
+        for await (const res of client.announcePeer(this.requests, { signal })) {
+          answered = true;
+          this.onResponse(res);
+          if (this.mode === 'done') break;
+        }
+        if (this.mode !== 'done' && this.mode !== 'source') throw new Error('the scheduler closed the stream');
+        return;
+      } catch (err) {
+        if (signal.aborted || this.mode === 'done') return;
+        if (err instanceof DownloadError) {
+          this.outcome.reject(err);
+          return;
+        }
+        if (this.mode === 'source') return;
+        // A restarted scheduler has forgotten our host: announce again and register once more.
+        const forgotten = ConnectError.from(err).code === Code.FailedPrecondition;
+        if (forgotten && !answered && attempt === 0) {
+          this.deps.scheduler.markUnannounced(client);
+          continue;
+        }
+        // The scheduler is unreachable or went away: the source is still there.
+        this.log.warn({ err: (err as Error).message }, 'scheduler unavailable; downloading from the source');
+        this.startBackToSource(false);
         return;
       }
-      if (this.mode === 'source') return;
-      // The scheduler is unreachable or went away: the source is still there.
-      this.log.warn({ err: (err as Error).message }, 'scheduler unavailable; downloading from the source');
-      this.startBackToSource(false);
     }
   }
 

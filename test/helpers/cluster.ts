@@ -117,9 +117,13 @@ export class ManagedProcess {
   async stop(signal: NodeJS.Signals = 'SIGTERM', graceMs = STOP_GRACE_MS): Promise<ExitInfo> {
     if (!this.running) return this.exitInfo!;
     this.child.kill(signal);
-    const timedOut = Symbol('timeout');
-    const result = await Promise.race([this.exited, sleep(graceMs).then(() => timedOut)]);
-    if (result !== timedOut) return result as ExitInfo;
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = new Promise<'timeout'>((resolve) => {
+      timer = setTimeout(() => resolve('timeout'), graceMs);
+    });
+    const result = await Promise.race([this.exited, timedOut]);
+    clearTimeout(timer);
+    if (result !== 'timeout') return result;
     process.stderr.write(
       `[cluster] ${this.name} (pid ${this.pid}) ignored ${signal} for ${graceMs} ms; SIGKILL\n`,
     );

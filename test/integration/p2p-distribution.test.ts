@@ -40,7 +40,7 @@ describe('P2P distribution: one seed peer, five daemons, one 256 MiB file', () =
 
   it('five concurrent gets: identical bytes, origin read about once, most bytes moved between peers', {
     timeout: 360_000,
-  }, async () => {
+  }, async (t) => {
     await cluster.withLogs(async () => {
       const outDir = await cluster.dir('out');
       const outputs = peers.map((p) => join(outDir, `${p.name}.bin`));
@@ -68,6 +68,9 @@ describe('P2P distribution: one seed peer, five daemons, one 256 MiB file', () =
       );
       const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
       const perPeer = peers.map((p, i) => `${p.name}: p2p=${p2p[i]} back_to_source=${source[i]}`).join('; ');
+      t.diagnostic(
+        `gets took ${results.map((r) => r.ms).join(', ')} ms; origin served ${served} bytes; ${perPeer}`,
+      );
       assert.ok(
         sum(p2p) > sum(source),
         `p2p bytes should exceed back-to-source bytes across the peers (${perPeer})`,

@@ -1,6 +1,12 @@
 import { join } from 'node:path';
 import { Command } from 'commander';
-import { apiSocketPath, daemonConfigSchema, defaultDataDir, loadConfig, schedulerConfigSchema } from '../config/index.js';
+import {
+  apiSocketPath,
+  daemonConfigSchema,
+  defaultDataDir,
+  loadConfig,
+  schedulerConfigSchema,
+} from '../config/index.js';
 import { startDaemon } from '../daemon/index.js';
 import { createLogger } from '../observability/index.js';
 import { startScheduler } from '../scheduler/index.js';
@@ -14,11 +20,21 @@ export function clusterCommand(): Command {
         'daemon whose API socket is the default one, so `damselfly get URL -O FILE` works right away.\n' +
         'Other hosts can join by running `damselfly daemon --scheduler <this host>:<scheduler port>`.',
     )
-    .option('--data-dir <dir>', 'base directory for both peers\' storage', defaultDataDir())
+    .option('--data-dir <dir>', "base directory for both peers' storage", defaultDataDir())
     .option('--ip <ip>', 'IP address announced to the scheduler', '127.0.0.1')
     .option('--scheduler-port <port>', 'scheduler gRPC port', intOption('--scheduler-port'), 8002)
-    .option('--upload-port <port>', 'peer upload port (the seed peer uses port + 100)', intOption('--upload-port'), 4000)
-    .option('--metrics-port <port>', 'peer metrics port, 0 = off (the seed peer uses port + 100)', intOption('--metrics-port'), 4002)
+    .option(
+      '--upload-port <port>',
+      'peer upload port (the seed peer uses port + 100)',
+      intOption('--upload-port'),
+      4000,
+    )
+    .option(
+      '--metrics-port <port>',
+      'peer metrics port, 0 = off (the seed peer uses port + 100)',
+      intOption('--metrics-port'),
+      4002,
+    )
     .option('--log-level <level>', 'log level', 'info')
     .action(async (opts) => {
       const logger = createLogger('cluster', opts.logLevel);

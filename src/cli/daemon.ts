@@ -19,10 +19,25 @@ export function daemonCommand(): Command {
     .option('--seed-peer', 'run as a seed peer (seedPeer.enable)')
     .option('--ip <ip>', 'IP address other peers use to reach this host (host.ip)')
     .option('--hostname <name>', 'host name announced to the scheduler (host.hostname)')
-    .option('--upload-port <port>', 'piece upload server port (upload.port, default 4000)', intOption('--upload-port'))
-    .option('--proxy-port <port>', 'registry mirror / proxy port (proxy.port, default 4001)', intOption('--proxy-port'))
-    .option('--metrics-port <port>', 'Prometheus /metrics and /healthy port, 0 = off (metrics.port, default 4002)', intOption('--metrics-port'))
-    .option('--socket <path>', 'local API unix socket used by `get` (api.socket, default <data-dir>/damselfly.sock)')
+    .option(
+      '--upload-port <port>',
+      'piece upload server port (upload.port, default 4000)',
+      intOption('--upload-port'),
+    )
+    .option(
+      '--proxy-port <port>',
+      'registry mirror / proxy port (proxy.port, default 4001)',
+      intOption('--proxy-port'),
+    )
+    .option(
+      '--metrics-port <port>',
+      'Prometheus /metrics and /healthy port, 0 = off (metrics.port, default 4002)',
+      intOption('--metrics-port'),
+    )
+    .option(
+      '--socket <path>',
+      'local API unix socket used by `get` (api.socket, default <data-dir>/damselfly.sock)',
+    )
     .addOption(new Option('--log-level <level>', 'log level').choices(['debug', 'info', 'warn', 'error']))
     .action(async (opts) => {
       const config = loadConfig(daemonConfigSchema, {
@@ -33,7 +48,12 @@ export function daemonCommand(): Command {
           scheduler:
             opts.scheduler === undefined
               ? undefined
-              : { addrs: String(opts.scheduler).split(',').map((s) => s.trim()).filter(Boolean) },
+              : {
+                  addrs: String(opts.scheduler)
+                    .split(',')
+                    .map((s) => s.trim())
+                    .filter(Boolean),
+                },
           storage: { dataDir: opts.dataDir },
           upload: { port: opts.uploadPort },
           proxy: { port: opts.proxyPort },

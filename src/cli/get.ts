@@ -32,11 +32,16 @@ export function getCommand(): Command {
     .option('--tag <tag>', 'tag: different tags make different tasks for the same URL')
     .option('--application <name>', 'application name, part of the task id')
     .option('--priority <0-6>', 'download priority (Dragonfly levels)', intOption('--priority'))
-    .option('-H, --header <header>', "request header sent to the origin, 'Name: value' (repeatable)", parseHeader)
+    .option(
+      '-H, --header <header>',
+      "request header sent to the origin, 'Name: value' (repeatable)",
+      parseHeader,
+    )
     .option('--socket <path>', 'the daemon API socket', defaultSocket())
     .option('--no-progress', 'do not show the progress bar')
     .action(async (url: string, opts) => {
-      if (!/^https?:\/\//i.test(url) || !URL.canParse(url)) throw new UserError(`invalid URL "${url}": need http(s)://...`);
+      if (!/^https?:\/\//i.test(url) || !URL.canParse(url))
+        throw new UserError(`invalid URL "${url}": need http(s)://...`);
       if (opts.digest) {
         try {
           parseDigest(opts.digest);
@@ -133,7 +138,12 @@ function progressBar(): SingleBar {
   const update = bar.update.bind(bar);
   bar.update = ((value: number, payload?: object) => {
     const rate = value / Math.max((Date.now() - started) / 1000, 0.001);
-    update(value, { ...payload, speed: `${humanBytes(rate)}/s`, value_h: humanBytes(value), total_h: humanBytes(bar.getTotal()) });
+    update(value, {
+      ...payload,
+      speed: `${humanBytes(rate)}/s`,
+      value_h: humanBytes(value),
+      total_h: humanBytes(bar.getTotal()),
+    });
   }) as typeof bar.update;
   return bar;
 }
@@ -176,7 +186,8 @@ async function writeAtomically(socket: string, taskId: string, output: string, d
     }
     if (expected && hash) {
       const actual = hash.digest('hex');
-      if (actual !== expected.hex) throw new UserError(`digest mismatch: expected ${digest}, got ${expected.algorithm}:${actual}`);
+      if (actual !== expected.hex)
+        throw new UserError(`digest mismatch: expected ${digest}, got ${expected.algorithm}:${actual}`);
     }
     await file.sync();
     await file.close();
@@ -185,7 +196,10 @@ async function writeAtomically(socket: string, taskId: string, output: string, d
   } catch (err) {
     await file?.close().catch(() => undefined);
     await cleanup();
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT' || (err as NodeJS.ErrnoException).code === 'EACCES') {
+    if (
+      (err as NodeJS.ErrnoException).code === 'ENOENT' ||
+      (err as NodeJS.ErrnoException).code === 'EACCES'
+    ) {
       throw new UserError(`cannot write ${output}: ${(err as Error).message}`);
     }
     throw err;

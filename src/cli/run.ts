@@ -42,7 +42,8 @@ export function waitForShutdownSignal(): Promise<NodeJS.Signals> {
 export function intOption(flag: string) {
   return (value: string): number => {
     const n = Number(value);
-    if (!Number.isInteger(n) || n < 0) throw new UserError(`${flag} must be a non-negative integer, got "${value}"`);
+    if (!Number.isInteger(n) || n < 0)
+      throw new UserError(`${flag} must be a non-negative integer, got "${value}"`);
     return n;
   };
 }

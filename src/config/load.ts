@@ -44,7 +44,10 @@ function readYaml(path: string): Plain {
  * Loads a component's config: schema defaults < YAML file < flags. Unknown keys are rejected
  * (schemas are strict) so a typo is reported instead of silently ignored.
  */
-export function loadConfig<S extends z.ZodType>(schema: S, opts: { file?: string; flags?: Plain }): z.infer<S> {
+export function loadConfig<S extends z.ZodType>(
+  schema: S,
+  opts: { file?: string; flags?: Plain },
+): z.infer<S> {
   const fromFile = opts.file ? readYaml(opts.file) : {};
   const merged = mergeConfig(fromFile, opts.flags ?? {});
   const result = schema.safeParse(merged);

@@ -33,13 +33,18 @@ export const schedulerConfigSchema = z
       })
       .strict()
       .prefault({}),
-    seedPeer: z.object({ enable: z.boolean().default(true) }).strict().prefault({}),
+    seedPeer: z
+      .object({ enable: z.boolean().default(true) })
+      .strict()
+      .prefault({}),
   })
   .strict();
 export type SchedulerConfig = z.infer<typeof schedulerConfigSchema>;
 
 export const defaultDataDir = () =>
-  process.getuid?.() === 0 ? '/var/lib/damselfly' : join(tmpdir(), `damselfly-${process.getuid?.() ?? 'user'}`);
+  process.getuid?.() === 0
+    ? '/var/lib/damselfly'
+    : join(tmpdir(), `damselfly-${process.getuid?.() ?? 'user'}`);
 
 export const daemonConfigSchema = z
   .object({
@@ -52,7 +57,10 @@ export const daemonConfigSchema = z
       })
       .strict()
       .prefault({}),
-    seedPeer: z.object({ enable: z.boolean().default(false) }).strict().prefault({}),
+    seedPeer: z
+      .object({ enable: z.boolean().default(false) })
+      .strict()
+      .prefault({}),
     scheduler: z
       .object({
         /** Scheduler addresses; empty = always download straight from the source. */
@@ -98,7 +106,10 @@ export const daemonConfigSchema = z
       })
       .strict()
       .prefault({}),
-    proxy: z.object({ port: port().default(4001) }).strict().prefault({}),
+    proxy: z
+      .object({ port: port().default(4001) })
+      .strict()
+      .prefault({}),
     metrics: z
       .object({ listen: z.string().default('0.0.0.0'), port: port().default(4002) })
       .strict()

@@ -1,2 +1,2 @@
-export { type RunningDaemon, startDaemon } from './daemon.js';
 export { type DownloadApiRequest, type DownloadEvent, downloadRequestSchema } from './api/protocol.js';
+export { type RunningDaemon, startDaemon } from './daemon.js';

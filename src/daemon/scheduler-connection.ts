@@ -1,14 +1,14 @@
 import { createHash } from 'node:crypto';
-import { create } from '@bufbuild/protobuf';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { create } from '@bufbuild/protobuf';
 import type { Logger } from '../observability/index.js';
 import {
+  createSchedulerClient,
   type Download,
   type Host,
   HostSchema,
   HostType,
   type SchedulerClient,
-  createSchedulerClient,
 } from '../rpc/index.js';
 
 export interface HostIdentity {
@@ -129,7 +129,10 @@ export class SchedulerConnection {
     } catch (err) {
       // Warn on the transition to unreachable, not on every retry.
       if (!this.abort.signal.aborted && !this.unreachable.has(client)) {
-        this.logger.warn({ scheduler: address, err: (err as Error).message }, 'announce host failed; will retry');
+        this.logger.warn(
+          { scheduler: address, err: (err as Error).message },
+          'announce host failed; will retry',
+        );
       }
       this.unreachable.add(client);
       this.announced.delete(client);
@@ -154,7 +157,10 @@ export class SchedulerConnection {
     while (!this.abort.signal.aborted) {
       try {
         if (await this.announce(address, client)) {
-          for await (const trigger of client.seedTasks({ hostId: this.hostId }, { signal: this.abort.signal })) {
+          for await (const trigger of client.seedTasks(
+            { hostId: this.hostId },
+            { signal: this.abort.signal },
+          )) {
             if (trigger.download) onSeedTask(trigger.taskId, trigger.download);
           }
         }

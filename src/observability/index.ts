@@ -1,2 +1,2 @@
-export { createLogger, type Logger } from './logger.js';
 export { startMetricsServer } from './http-endpoints.js';
+export { createLogger, type Logger } from './logger.js';

@@ -1,4 +1,4 @@
-import { createServer, type Http2Server } from 'node:http2';
+import { createServer, type Http2Server, type ServerHttp2Session } from 'node:http2';
 import { create } from '@bufbuild/protobuf';
 import type { ConnectRouter } from '@connectrpc/connect';
 import { connectNodeAdapter } from '@connectrpc/connect-node';
@@ -39,6 +39,12 @@ export async function createGrpcServer(
     },
   });
   const server: Http2Server = createServer(handler);
+  // server.close() leaves open sessions alone; track them so close() can end them (GOAWAY).
+  const sessions = new Set<ServerHttp2Session>();
+  server.on('session', (session) => {
+    sessions.add(session);
+    session.once('close', () => sessions.delete(session));
+  });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(port, host, () => resolve());
@@ -49,8 +55,13 @@ export async function createGrpcServer(
     close: () =>
       new Promise<void>((resolve) => {
         server.close(() => resolve());
+        // Graceful: in-flight calls finish, then each session closes.
+        for (const session of sessions) session.close();
         // Long-lived streams (AnnouncePeer, SeedTasks) would hold close() open forever.
-        setTimeout(() => resolve(), 1000).unref();
+        setTimeout(() => {
+          for (const session of sessions) session.destroy();
+          resolve();
+        }, 1000).unref();
       }),
   };
 }

@@ -19,7 +19,9 @@ export function parseDigest(value: string): Digest {
   const algorithm = m[1] as DigestAlgorithm;
   const hex = m[2]!.toLowerCase();
   if (hex.length !== HEX_LENGTH[algorithm]) {
-    throw new DigestError(`invalid digest "${value}": ${algorithm} needs ${HEX_LENGTH[algorithm]} hex digits`);
+    throw new DigestError(
+      `invalid digest "${value}": ${algorithm} needs ${HEX_LENGTH[algorithm]} hex digits`,
+    );
   }
   return { algorithm, hex };
 }

@@ -48,7 +48,10 @@ export interface TaskIdInput {
  * params removed with the rest kept in their original order, a bare "/" path dropped. This is the
  * Rust dfdaemon's canonicalisation, so our ids match Dragonfly's for the same inputs.
  */
-export function normalizeUrl(raw: string, filtered: readonly string[] = DEFAULT_FILTERED_QUERY_PARAMS): string {
+export function normalizeUrl(
+  raw: string,
+  filtered: readonly string[] = DEFAULT_FILTERED_QUERY_PARAMS,
+): string {
   const url = new URL(raw);
   const drop = new Set(filtered);
   const kept = [...url.searchParams].filter(([k]) => !drop.has(k));

@@ -18,6 +18,12 @@ export type DownloadApiRequest = z.infer<typeof downloadRequestSchema>;
 /** NDJSON events streamed back while a download runs. */
 export type DownloadEvent =
   | { event: 'started'; taskId: string; peerId: string }
-  | { event: 'progress'; contentLength: number; completedLength: number; p2pBytes: number; sourceBytes: number }
+  | {
+      event: 'progress';
+      contentLength: number;
+      completedLength: number;
+      p2pBytes: number;
+      sourceBytes: number;
+    }
   | { event: 'done'; taskId: string; contentLength: number; p2pBytes: number; sourceBytes: number }
   | { event: 'error'; message: string };

@@ -1,6 +1,6 @@
-import { chmodSync, existsSync, unlinkSync, mkdirSync } from 'node:fs';
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { once } from 'node:events';
+import { chmodSync, existsSync, mkdirSync, unlinkSync } from 'node:fs';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { dirname } from 'node:path';
 import type { Logger } from '../../observability/index.js';
 import { isTaskId } from '../../task/index.js';
@@ -104,7 +104,13 @@ export class ApiServer {
     const ticker = setInterval(() => send({ event: 'progress', ...p }), 200);
     try {
       await handle.done;
-      send({ event: 'done', taskId: handle.taskId, contentLength: p.contentLength, p2pBytes: p.p2pBytes, sourceBytes: p.sourceBytes });
+      send({
+        event: 'done',
+        taskId: handle.taskId,
+        contentLength: p.contentLength,
+        p2pBytes: p.p2pBytes,
+        sourceBytes: p.sourceBytes,
+      });
     } catch (err) {
       send({ event: 'error', message: (err as Error).message });
     } finally {
@@ -114,7 +120,10 @@ export class ApiServer {
   }
 
   private content(id: string, state: string, contentLength: number, res: ServerResponse): void {
-    if (state !== 'succeeded') return json(res, 409, { error: `task ${id} is not complete` });
+    if (state !== 'succeeded') {
+      json(res, 409, { error: `task ${id} is not complete` });
+      return;
+    }
     const release = this.storage.acquire(id);
     this.storage.touch(id);
     res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': contentLength });

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { pipeline } from 'node:stream/promises';
-import { parseDigest, taskId as computeTaskId } from '../../task/index.js';
+import { taskId as computeTaskId, parseDigest } from '../../task/index.js';
 import type { TaskStorage } from '../storage/index.js';
 import { DownloadError, type DownloadRequest, PeerTask, type PeerTaskDeps } from './peer-task.js';
 

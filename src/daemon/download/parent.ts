@@ -57,7 +57,11 @@ export class Parent {
       if (!line) continue;
       const msg = JSON.parse(line) as PieceSyncMessage;
       if (msg.contentLength !== undefined && msg.pieceLength !== undefined && msg.pieceCount !== undefined) {
-        this.layout = { contentLength: msg.contentLength, pieceLength: msg.pieceLength, pieceCount: msg.pieceCount };
+        this.layout = {
+          contentLength: msg.contentLength,
+          pieceLength: msg.pieceLength,
+          pieceCount: msg.pieceCount,
+        };
       }
       for (const n of msg.pieces ?? []) this.pieces.add(n);
       if (msg.done) this.done = true;
@@ -87,7 +91,7 @@ export class Parent {
   }
 
   recordSpeed(bytes: number, ms: number): void {
-    const sample = bytes / Math.max(ms, 1) * 1000;
+    const sample = (bytes / Math.max(ms, 1)) * 1000;
     this.speed = this.speed === 0 ? sample : this.speed * 0.7 + sample * 0.3;
   }
 

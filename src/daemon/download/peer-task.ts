@@ -1,5 +1,5 @@
-import { EventEmitter } from 'node:events';
 import { randomUUID } from 'node:crypto';
+import { EventEmitter } from 'node:events';
 import { create, type MessageInitShape } from '@bufbuild/protobuf';
 import { Code, ConnectError } from '@connectrpc/connect';
 import type { Logger } from '../../observability/index.js';
@@ -180,7 +180,8 @@ export class PeerTask extends EventEmitter {
           this.onResponse(res);
           if (this.mode === 'done') break;
         }
-        if (this.mode !== 'done' && this.mode !== 'source') throw new Error('the scheduler closed the stream');
+        if (this.mode !== 'done' && this.mode !== 'source')
+          throw new Error('the scheduler closed the stream');
         return;
       } catch (err) {
         if (signal.aborted || this.mode === 'done') return;
@@ -266,7 +267,8 @@ export class PeerTask extends EventEmitter {
       this.parents.set(peer.id, parent);
       parent
         .sync(this.taskId, () => {
-          if (!this.layout && parent.layout) this.setLayout(parent.layout.contentLength, parent.layout.pieceLength);
+          if (!this.layout && parent.layout)
+            this.setLayout(parent.layout.contentLength, parent.layout.pieceLength);
           this.changed.notify();
         })
         .catch((err) => {
@@ -366,7 +368,12 @@ export class PeerTask extends EventEmitter {
         this.deps.metrics.pieceVerifyFailures.inc();
         this.send({
           case: 'downloadPieceFailed',
-          value: { pieceNumber: number, parentId: parent.id, temporary: false, description: 'digest mismatch' },
+          value: {
+            pieceNumber: number,
+            parentId: parent.id,
+            temporary: false,
+            description: 'digest mismatch',
+          },
         });
         this.dropParent(parent, `piece ${number} failed verification (got ${digest}, want ${expected})`);
         return;
@@ -376,7 +383,10 @@ export class PeerTask extends EventEmitter {
       parent.recordSpeed(data.length, costMs);
       parent.failures = 0;
       this.account('p2p', data.length);
-      this.send({ case: 'downloadPieceFinished', value: { piece: this.piece(range, digest, parent.id, costMs) } });
+      this.send({
+        case: 'downloadPieceFinished',
+        value: { piece: this.piece(range, digest, parent.id, costMs) },
+      });
     } catch (err) {
       if (signal.aborted || this.mode !== 'p2p') return;
       if (err instanceof PieceFetchError && err.busy) {
@@ -387,7 +397,12 @@ export class PeerTask extends EventEmitter {
       this.deps.metrics.pieceFailures.inc({ type: 'p2p' });
       this.send({
         case: 'downloadPieceFailed',
-        value: { pieceNumber: number, parentId: parent.id, temporary: true, description: (err as Error).message },
+        value: {
+          pieceNumber: number,
+          parentId: parent.id,
+          temporary: true,
+          description: (err as Error).message,
+        },
       });
       if (parent.failures >= 3 || !parent.pieces.has(number)) {
         this.dropParent(parent, (err as Error).message);
@@ -399,7 +414,12 @@ export class PeerTask extends EventEmitter {
     }
   }
 
-  private piece(range: { number: number; offset: number; length: number }, digest: string, parentId = '', costMs = 0): Piece {
+  private piece(
+    range: { number: number; offset: number; length: number },
+    digest: string,
+    parentId = '',
+    costMs = 0,
+  ): Piece {
     return create(PieceSchema, { ...range, digest, parentId, costMs });
   }
 
@@ -434,7 +454,8 @@ export class PeerTask extends EventEmitter {
     while (this.inFlight.size > 0) await this.changed.wait(100);
     const { url, headers } = this.request;
     const info = await statSource(url, headers);
-    const pieceLength = this.layout?.pieceLength ?? this.request.pieceLength ?? pieceLengthFor(info.contentLength);
+    const pieceLength =
+      this.layout?.pieceLength ?? this.request.pieceLength ?? pieceLengthFor(info.contentLength);
     if (info.contentLength >= 0) {
       if (this.layout && this.layout.contentLength !== info.contentLength) {
         this.log.warn('the source size differs from what peers reported; starting over from the source');
@@ -489,7 +510,10 @@ export class PeerTask extends EventEmitter {
     await this.deps.storage.writePiece(this.taskId, { ...range, digest }, data);
     this.account('back_to_source', data.length);
     if (report) {
-      this.send({ case: 'downloadPieceBackToSourceFinished', value: { piece: this.piece(range, digest, '', costMs) } });
+      this.send({
+        case: 'downloadPieceBackToSourceFinished',
+        value: { piece: this.piece(range, digest, '', costMs) },
+      });
     }
   }
 

@@ -1,5 +1,5 @@
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { once } from 'node:events';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Logger } from '../../observability/index.js';
 import { isTaskId } from '../../task/index.js';
 import type { DaemonMetrics } from '../metrics.js';

@@ -174,6 +174,11 @@ export class SchedulerCore {
     }
   }
 
+  /** Hosts whose SeedTasks stream is open right now. */
+  connectedSeeds(): string[] {
+    return [...this.seedStreams.keys()];
+  }
+
   // ---- hosts ----
 
   announceHost(req: AnnounceHostRequest): void {

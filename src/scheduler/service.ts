@@ -53,6 +53,8 @@ export const SEED_RETRY_MS = 30_000;
 export const PENDING_SOURCE_GRACE_MS = 30_000;
 /** Piece digests reported within this window go out in one message. */
 export const DIGEST_BATCH_MS = 5;
+/** How often a peer with fewer than candidateParentLimit parents is offered newly useful parents. */
+export const PARENT_TOP_UP_MS = 1000;
 
 export interface SchedulerCoreOptions {
   config: SchedulerConfig;
@@ -681,6 +683,7 @@ export class SchedulerCore {
 
   private startScheduling(peer: Peer): void {
     if (peer.scheduling) return;
+    clearTimeout(peer.scheduleTimer); // a pending parent top-up
     peer.scheduling = true;
     peer.scheduleStartedAt = performance.now();
     this.scheduleAttempt(peer);
@@ -740,6 +743,7 @@ export class SchedulerCore {
         }),
       );
       this.endSchedule(peer, 'normal');
+      if (parents.length < scheduling.candidateParentLimit) this.scheduleTopUp(peer);
       this.log.debug(
         { taskId: task.id, peerId: peer.id, parents: parents.map((p) => p.id), attempts: peer.scheduleCount },
         'parents scheduled',
@@ -770,6 +774,47 @@ export class SchedulerCore {
       return;
     }
     this.scheduleNext(peer);
+  }
+
+  private scheduleTopUp(peer: Peer): void {
+    peer.scheduleTimer = setTimeout(() => {
+      peer.scheduleTimer = undefined;
+      this.topUpParents(peer);
+    }, PARENT_TOP_UP_MS);
+  }
+
+  /**
+   * Peers that start together first see only the seed; as they get data they become useful parents for
+   * each other. A peer below candidateParentLimit parents is offered such new parents as they appear
+   * (an extra normal_task holding only the new ones; the daemon adds them to those it has).
+   */
+  private topUpParents(peer: Peer): void {
+    const task = peer.task;
+    const conn = peer.connection;
+    if (this.stopped || peer.scheduling || !conn?.open || task.peers.get(peer.id) !== peer) return;
+    if (peer.state !== 'Running' && peer.state !== 'ReceivedNormal') return;
+    const limit = this.config.scheduling.candidateParentLimit;
+    const current = new Set(task.dag.parents(peer.id));
+    if (current.size >= limit) return;
+    const fresh = findCandidateParents(peer, task.peers.values(), task.dag, {
+      filterParentLimit: this.config.scheduling.filterParentLimit,
+      candidateParentLimit: limit,
+      totalPieces: task.pieceCount || task.pieces.size,
+      random: this.random,
+    })
+      .filter((p) => !current.has(p.id))
+      .slice(0, limit - current.size);
+    for (const p of fresh) task.dag.addEdge(p.id, peer.id);
+    if (fresh.length > 0) {
+      conn.send(
+        respond({
+          case: 'normalTask',
+          value: { candidateParents: fresh.map((p) => p.toProto()), task: task.toInfo() },
+        }),
+      );
+      this.metrics.scheduleTotal.inc({ result: 'top_up' });
+    }
+    if (current.size + fresh.length < limit) this.scheduleTopUp(peer);
   }
 
   private tellBackToSource(peer: Peer, description: string): void {

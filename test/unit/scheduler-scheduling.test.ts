@@ -33,7 +33,15 @@ function host(id: string, over: Partial<HostView> = {}): HostView {
 }
 
 function peer(id: string, over: Partial<PeerView> & { state?: PeerState } = {}): PeerView {
-  return { id, host: host(`h-${id}`), state: 'Running', finishedPieceCount: 1, pieceCosts: [], ...over };
+  return {
+    id,
+    host: host(`h-${id}`),
+    state: 'Running',
+    finishedPieceCount: 1,
+    parentCount: 0,
+    pieceCosts: [],
+    ...over,
+  };
 }
 
 function child(over: Partial<ChildView> = {}): ChildView {
@@ -86,6 +94,21 @@ describe('scheduler filters', () => {
     assert.equal(
       filterReason(child(), peer('p', { state: 'Succeeded', finishedPieceCount: 0 }), dagWith('p')),
       undefined,
+    );
+  });
+
+  it('allows a running peer with no piece yet that downloads from parents (in-degree rule)', () => {
+    assert.equal(
+      filterReason(child(), peer('p', { finishedPieceCount: 0, parentCount: 1 }), dagWith('p')),
+      undefined,
+    );
+    assert.equal(
+      filterReason(
+        child(),
+        peer('p', { state: 'ReceivedNormal', finishedPieceCount: 0, parentCount: 1 }),
+        dagWith('p'),
+      ),
+      'no-data',
     );
   });
 

@@ -352,6 +352,38 @@ describe('scheduler service (no seed peers)', () => {
     b.close();
   });
 
+  it('offers a peer with too few parents the peers that started next to it (top-up)', async () => {
+    const taskId = uniq('task');
+    const a = new TestPeer(client, 'host-a', taskId, 'peer-a');
+    a.register({ url: 'http://origin/together' });
+    await a.expect('needBackToSource');
+    a.fetchFromSource(10 * MiB, [0]);
+    const b = new TestPeer(client, 'host-b', taskId, 'peer-b');
+    b.register({ url: 'http://origin/together' });
+    assert.deepEqual(
+      (await b.expect('normalTask')).candidateParents.map((p) => p.id),
+      ['peer-a'],
+    );
+    // b has not started yet, so c sees only a.
+    const c = new TestPeer(client, 'host-c', taskId, 'peer-c');
+    c.register({ url: 'http://origin/together' });
+    assert.deepEqual(
+      (await c.expect('normalTask')).candidateParents.map((p) => p.id),
+      ['peer-a'],
+    );
+    // Once c downloads from a it is a useful parent: b is offered c, and only c.
+    c.send({ case: 'downloadPeerStarted', value: {} });
+    b.send({ case: 'downloadPeerStarted', value: {} });
+    const topUp = await b.expect('normalTask', 3000);
+    assert.deepEqual(
+      topUp.candidateParents.map((p) => p.id),
+      ['peer-c'],
+    );
+    a.close();
+    b.close();
+    c.close();
+  });
+
   it('rescheduling with the only parent blocked ends in need_back_to_source', async () => {
     const taskId = uniq('task');
     const a = new TestPeer(client, 'host-a', taskId, 'peer-a');

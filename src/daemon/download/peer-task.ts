@@ -175,10 +175,11 @@ export class PeerTask extends EventEmitter {
       this.send({ case: 'registerPeer', value: { download: this.download() } });
       try {
         await this.deps.scheduler.ensureAnnounced(client);
+        // Read to the end even after finishing: breaking out would cancel the call and could drop our
+        // final report, making the scheduler think we left instead of finished.
         for await (const res of client.announcePeer(this.requests, { signal })) {
           answered = true;
-          this.onResponse(res);
-          if (this.mode === 'done') break;
+          if (this.mode !== 'done') this.onResponse(res);
         }
         if (this.mode !== 'done' && this.mode !== 'source')
           throw new Error('the scheduler closed the stream');
@@ -229,7 +230,9 @@ export class PeerTask extends EventEmitter {
         this.startBackToSource(true);
         break;
       case 'emptyTask':
-        this.startBackToSource(true);
+        this.setLayout(0, pieceLengthFor(0));
+        this.mode = 'p2p';
+        void this.finish(false).catch((err: Error) => this.outcome.reject(err));
         break;
       case 'failed':
         throw new DownloadError(`scheduler: ${r.value.description || 'download failed'}`);

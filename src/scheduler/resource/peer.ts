@@ -69,6 +69,10 @@ export class Peer {
     return this.finishedPieces.size;
   }
 
+  get parentCount(): number {
+    return this.task.dag.parents(this.id).length;
+  }
+
   isTerminal(): boolean {
     return this.state === 'Failed' || this.state === 'Leave';
   }

@@ -15,9 +15,18 @@ export type FilterReason =
 /** Reasons that may clear by themselves (the parent is busy or was slow once). */
 export const TRANSIENT_REASONS: ReadonlySet<FilterReason> = new Set(['bad-parent', 'upload-full']);
 
-/** A candidate holds data a child could use right now (or will soon, when it is fetching from source). */
+/**
+ * A candidate holds data a child could use now, or will soon: it is fetching from the source, or it is
+ * downloading from parents of its own (Dragonfly's in-degree rule). The second case is what lets peers
+ * that start together feed each other instead of all pulling from the seed.
+ */
 export function hasData(p: PeerView): boolean {
-  return p.finishedPieceCount > 0 || p.state === 'BackToSource' || p.state === 'Succeeded';
+  return (
+    p.finishedPieceCount > 0 ||
+    p.state === 'BackToSource' ||
+    p.state === 'Succeeded' ||
+    (p.state === 'Running' && p.parentCount > 0)
+  );
 }
 
 /** The cheap checks: no graph walk. */

@@ -22,6 +22,8 @@ export interface PeerView {
   readonly host: HostView;
   readonly state: PeerState;
   readonly finishedPieceCount: number;
+  /** Parents it downloads from right now (its in-degree in the task DAG). */
+  readonly parentCount: number;
   /** Costs (ms) of the pieces this peer served, newest last. */
   readonly pieceCosts: readonly number[];
 }

@@ -85,6 +85,8 @@ export class PeerTask extends EventEmitter {
   private readonly inFlight = new Set<number>();
   private readonly changed = new ChangeSignal();
   private requests = new AsyncQueue<AnnouncePeerRequest>();
+  /** Ends the AnnouncePeer call if the scheduler does not close it after our final report. */
+  private readonly callAbort = new AbortController();
   private mode: 'waiting' | 'p2p' | 'source' | 'done' = 'waiting';
   private p2pRunning = false;
   private rescheduling = false;
@@ -138,6 +140,7 @@ export class PeerTask extends EventEmitter {
       this.changed.notify();
       // Give the final report a moment to leave before closing the stream.
       setTimeout(() => this.requests.end(), 50).unref();
+      setTimeout(() => this.callAbort.abort(), 10_000).unref();
     }
   }
 
@@ -177,7 +180,8 @@ export class PeerTask extends EventEmitter {
         await this.deps.scheduler.ensureAnnounced(client);
         // Read to the end even after finishing: breaking out would cancel the call and could drop our
         // final report, making the scheduler think we left instead of finished.
-        for await (const res of client.announcePeer(this.requests, { signal })) {
+        const callSignal = AbortSignal.any([signal, this.callAbort.signal]);
+        for await (const res of client.announcePeer(this.requests, { signal: callSignal })) {
           answered = true;
           if (this.mode !== 'done') this.onResponse(res);
         }

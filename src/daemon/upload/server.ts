@@ -4,7 +4,7 @@ import type { Logger } from '../../observability/index.js';
 import { isTaskId } from '../../task/index.js';
 import type { DaemonMetrics } from '../metrics.js';
 import type { TokenBucket } from '../rate-limiter.js';
-import type { PieceRecord, TaskStorage } from '../storage/index.js';
+import { type PieceRecord, StorageError, type TaskStorage } from '../storage/index.js';
 
 const WRITE_SLICE = 256 * 1024;
 
@@ -142,8 +142,9 @@ export class UploadServer {
     }
     this.active++;
     this.metrics.concurrentUploads.set(this.active);
-    const release = this.storage.acquire(taskId);
+    let release: (() => void) | null = null;
     try {
+      release = this.storage.acquire(taskId);
       const data = await this.storage.readPiece(taskId, number);
       res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': data.length });
       for (let off = 0; off < data.length; off += WRITE_SLICE) {
@@ -159,10 +160,15 @@ export class UploadServer {
       this.metrics.uploadPieces.inc();
       this.storage.touch(taskId);
     } catch (err) {
+      if (err instanceof StorageError && !res.headersSent) {
+        // Deleted or evicted between the check and the read.
+        res.writeHead(404).end('piece not here\n');
+        return;
+      }
       this.failures++;
       throw err;
     } finally {
-      release();
+      release?.();
       this.active--;
       this.metrics.concurrentUploads.set(this.active);
     }

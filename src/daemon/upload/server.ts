@@ -150,7 +150,7 @@ export class UploadServer {
       for (let off = 0; off < data.length; off += WRITE_SLICE) {
         const slice = data.subarray(off, off + WRITE_SLICE);
         await this.limiter.take(slice.length);
-        if (!res.write(slice)) await Promise.race([once(res, 'drain'), once(res, 'close')]);
+        if (!res.write(slice)) await drainOrClose(res);
         if (res.destroyed) throw new Error('peer closed the connection');
         this.window.bytes += slice.length;
         this.metrics.uploadTraffic.inc(slice.length);
@@ -179,4 +179,17 @@ export class UploadServer {
     this.server.closeAllConnections();
     await new Promise<void>((resolve) => this.server!.close(() => resolve()));
   }
+}
+
+/** Waits until `res` can take more data or is gone, leaving no listener behind. */
+function drainOrClose(res: ServerResponse): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      res.off('drain', done);
+      res.off('close', done);
+      resolve();
+    };
+    res.on('drain', done);
+    res.on('close', done);
+  });
 }

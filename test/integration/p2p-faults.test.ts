@@ -185,6 +185,47 @@ describe('P2P faults', () => {
     });
   });
 
+  it('slow parent: a piece stuck at a slow parent is fetched from another one', {
+    timeout: 180_000,
+  }, async () => {
+    await cluster.withLogs(async () => {
+      const scheduler = await cluster.startScheduler({ name: 'scheduler-slow' });
+      const seed = await cluster.startDaemon({
+        name: 'seed-slow',
+        seedPeer: true,
+        schedulerPort: scheduler.port,
+      });
+      // A serves at 256 KiB/s: one 4 MiB piece from it would take ~16 s.
+      const slow = await cluster.startDaemon({
+        name: 'a-slow',
+        schedulerPort: scheduler.port,
+        configYaml: 'upload:\n  rateLimit: 256KiB\n',
+      });
+      const fast = await cluster.startDaemon({ name: 'b-fast', schedulerPort: scheduler.port });
+      const c = await cluster.startDaemon({ name: 'c-slow', schedulerPort: scheduler.port });
+      const file = await origin.addFile('/faults/slow-parent.bin', 32 * MiB);
+      const dir = await cluster.dir('slow-parent');
+      for (const [d, name] of [
+        [seed, 'seed'],
+        [slow, 'a'],
+        [fast, 'b'],
+      ] as const) {
+        const out = join(dir, `${name}.bin`);
+        await assertGot(await d.get(file.url, out), out, file.sha256, name);
+      }
+      await seed.stop();
+      const servedBefore = (await slow.metrics()).value('damselfly_upload_pieces_total');
+      const out = join(dir, 'c.bin');
+      await assertGot(await c.get(file.url, out), out, file.sha256, 'peer C');
+      // C probes both parents, so it asked the slow one for a piece; that request must have been
+      // overtaken by the fast parent and cancelled rather than waited out.
+      const servedBySlow = (await slow.metrics()).value('damselfly_upload_pieces_total') - servedBefore;
+      const fromPeers = (await c.metrics()).value('damselfly_download_traffic_bytes_total', { type: 'p2p' });
+      assert.equal(fromPeers, file.size, 'C should get every byte from peers');
+      assert.equal(servedBySlow, 0, `the slow parent completed ${servedBySlow} pieces for C`);
+    });
+  });
+
   it('scheduler down: the daemon downloads straight from the source', { timeout: 120_000 }, async () => {
     await cluster.withLogs(async () => {
       const nobody = await freePort();

@@ -58,6 +58,15 @@ export interface PeerTaskDeps {
   sourceRetries: number;
 }
 
+interface InFlightFetch {
+  parent: Parent;
+  started: number;
+  abort: AbortController;
+}
+
+/** A piece still in flight after this long (and 3x its expected time) is also asked of another parent. */
+const HEDGE_AFTER_MS = 2000;
+
 interface Layout {
   contentLength: number;
   pieceLength: number;
@@ -82,7 +91,9 @@ export class PeerTask extends EventEmitter {
   private readonly digests = new Map<number, string>();
   private readonly parents = new Map<string, Parent>();
   private readonly failedParents = new Set<string>();
-  private readonly inFlight = new Set<number>();
+  /** Piece fetches running now; a slow piece may have a second, hedged fetch from another parent. */
+  private readonly inFlight = new Map<number, InFlightFetch[]>();
+  private fetches = 0;
   private readonly changed = new ChangeSignal();
   private requests = new AsyncQueue<AnnouncePeerRequest>();
   /** Ends the AnnouncePeer call if the scheduler does not close it after our final report. */
@@ -323,16 +334,16 @@ export class PeerTask extends EventEmitter {
     const abort = new AbortController();
     try {
       while (this.mode === 'p2p') {
-        if (this.layout && this.missing().length === 0 && this.inFlight.size === 0) {
+        if (this.layout && this.missing().length === 0 && this.fetches === 0) {
           await this.finish(false);
           return;
         }
-        while (this.inFlight.size < this.deps.concurrentPieceCount) {
-          const pick = this.pickPiece();
+        while (this.fetches < this.deps.concurrentPieceCount) {
+          const pick = this.pickPiece() ?? this.pickSlowPiece();
           if (!pick) break;
           void this.fetchFromParent(pick.number, pick.parent, abort.signal);
         }
-        if (this.parents.size === 0 && this.inFlight.size === 0 && !this.rescheduling) {
+        if (this.parents.size === 0 && this.fetches === 0 && !this.rescheduling) {
           this.rescheduling = true;
           this.send({
             case: 'reschedulePeer',
@@ -346,26 +357,55 @@ export class PeerTask extends EventEmitter {
     }
   }
 
-  private pickPiece(): { number: number; parent: Parent } | null {
+  /** Parents that can take one more request now, and how many each may have at once. */
+  private usableParents(): { usable: Parent[]; cap: number } {
     const now = Date.now();
     const usable = [...this.parents.values()].filter((p) => !p.closed && p.busyUntil <= now);
+    const cap = Math.max(2, Math.ceil(this.deps.concurrentPieceCount / Math.max(usable.length, 1)) + 1);
+    return { usable: usable.filter((p) => p.inFlight < cap), cap };
+  }
+
+  private pickPiece(): { number: number; parent: Parent } | null {
+    const { usable } = this.usableParents();
     if (usable.length === 0) return null;
-    const cap = Math.max(2, Math.ceil(this.deps.concurrentPieceCount / usable.length) + 1);
     for (const number of this.missing()) {
       if (this.inFlight.has(number) || !this.digests.has(number)) continue;
-      const holders = usable.filter((p) => p.pieces.has(number) && p.inFlight < cap);
+      const holders = usable.filter((p) => p.pieces.has(number));
       if (holders.length === 0) continue;
       return { number, parent: chooseParent(holders) };
     }
     return null;
   }
 
-  private async fetchFromParent(number: number, parent: Parent, signal: AbortSignal): Promise<void> {
+  /**
+   * Switching away from a slow parent: when no new piece can be started, a piece that has taken far
+   * longer than its parent's speed promises is also requested from another parent; the first verified
+   * copy wins and the other request is cancelled.
+   */
+  private pickSlowPiece(): { number: number; parent: Parent } | null {
+    const { usable } = this.usableParents();
+    const now = performance.now();
+    for (const [number, running] of this.inFlight) {
+      if (running.length !== 1) continue;
+      const { parent, started } = running[0]!;
+      const expected = parent.speed > 0 ? (this.layout!.pieceLength / parent.speed) * 1000 : HEDGE_AFTER_MS;
+      if (now - started < Math.max(HEDGE_AFTER_MS, 3 * expected)) continue;
+      const others = usable.filter((p) => p !== parent && p.pieces.has(number));
+      if (others.length > 0) return { number, parent: chooseParent(others) };
+    }
+    return null;
+  }
+
+  private async fetchFromParent(number: number, parent: Parent, loopSignal: AbortSignal): Promise<void> {
     const layout = this.layout!;
     const range = pieceRange(number, layout.contentLength, layout.pieceLength);
-    this.inFlight.add(number);
+    const me: InFlightFetch = { parent, started: performance.now(), abort: new AbortController() };
+    const running = this.inFlight.get(number) ?? [];
+    running.push(me);
+    this.inFlight.set(number, running);
+    this.fetches++;
     parent.inFlight++;
-    const started = performance.now();
+    const signal = AbortSignal.any([loopSignal, me.abort.signal]);
     try {
       await this.deps.downloadLimiter.take(range.length, signal);
       const data = await parent.fetchPiece(this.taskId, number, this.deps.pieceTimeoutMs, signal);
@@ -385,8 +425,10 @@ export class PeerTask extends EventEmitter {
         this.dropParent(parent, `piece ${number} failed verification (got ${digest}, want ${expected})`);
         return;
       }
+      if (me.abort.signal.aborted || this.deps.storage.hasPiece(this.taskId, number)) return; // a hedged copy won
+      for (const other of running) if (other !== me) other.abort.abort();
       await this.deps.storage.writePiece(this.taskId, { ...range, digest }, data);
-      const costMs = Math.round(performance.now() - started);
+      const costMs = Math.round(performance.now() - me.started);
       parent.recordSpeed(data.length, costMs);
       parent.failures = 0;
       this.account('p2p', data.length);
@@ -395,7 +437,7 @@ export class PeerTask extends EventEmitter {
         value: { piece: this.piece(range, digest, parent.id, costMs) },
       });
     } catch (err) {
-      if (signal.aborted || this.mode !== 'p2p') return;
+      if (signal.aborted || parent.closed || this.mode !== 'p2p') return;
       if (err instanceof PieceFetchError && err.busy) {
         parent.busyUntil = Date.now() + 300;
         return;
@@ -416,7 +458,9 @@ export class PeerTask extends EventEmitter {
       }
     } finally {
       parent.inFlight--;
-      this.inFlight.delete(number);
+      this.fetches--;
+      running.splice(running.indexOf(me), 1);
+      if (running.length === 0) this.inFlight.delete(number);
       this.changed.notify();
     }
   }
@@ -458,7 +502,7 @@ export class PeerTask extends EventEmitter {
   /** Fetches every missing piece from the origin (ranged GETs, several at once) and reports digests. */
   private async backToSource(report: boolean): Promise<void> {
     // Wait for in-flight peer downloads to settle so no piece is written twice at once.
-    while (this.inFlight.size > 0) await this.changed.wait(100);
+    while (this.fetches > 0) await this.changed.wait(100);
     const { url, headers } = this.request;
     const info = await statSource(url, headers);
     const pieceLength =

@@ -16,8 +16,8 @@ export function clusterCommand(): Command {
   return new Command('cluster')
     .summary('all-in-one node: scheduler + seed peer + daemon in one process')
     .description(
-      'Starts everything a single host needs, on embedded defaults: a scheduler, a seed peer and a peer\n' +
-        'daemon whose API socket is the default one, so `damselfly get URL -O FILE` works right away.\n' +
+      'Starts everything a single host needs, on embedded defaults: a scheduler, a seed peer and a peer ' +
+        'daemon whose API socket is the default one, so `damselfly get URL -O FILE` works right away. ' +
         'Other hosts can join by running `damselfly daemon --scheduler <this host>:<scheduler port>`.',
     )
     .option('--data-dir <dir>', "base directory for both peers' storage", defaultDataDir())

@@ -8,9 +8,9 @@ export function daemonCommand(): Command {
   return new Command('daemon')
     .summary('run a peer: download, store and serve pieces')
     .description(
-      'Runs the peer daemon of a node (dfdaemon). It downloads tasks for local clients (`damselfly get`) from\n' +
-        'other peers as the scheduler directs, verifies every piece, stores it, and serves it to other peers.\n' +
-        'With --seed-peer it is a seed: the scheduler sends it to the source first.\n' +
+      'Runs the peer daemon of a node (dfdaemon). It downloads tasks for local clients (`damselfly get`) from ' +
+        'other peers as the scheduler directs, verifies every piece, stores it, and serves it to other peers. ' +
+        'With --seed-peer it is a seed: the scheduler sends it to the source first. ' +
         'Flags override the YAML --config file; see docs/configuration.md for every key.',
     )
     .option('-c, --config <file>', 'YAML config file')

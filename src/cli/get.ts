@@ -22,8 +22,8 @@ export function getCommand(): Command {
   return new Command('get')
     .summary('download a URL through the local daemon (dfget)')
     .description(
-      'Downloads URL through the local damselfly daemon, which fetches it from other peers when it can and\n' +
-        'from the origin only when the scheduler says so. FILE appears only once the download is complete\n' +
+      'Downloads URL through the local damselfly daemon, which fetches it from other peers when it can and ' +
+        'from the origin only when the scheduler says so. FILE appears only once the download is complete ' +
         'and verified: on any failure nothing is left at FILE.',
     )
     .argument('<url>', 'http(s) URL to download')
@@ -98,13 +98,14 @@ async function errorOf(res: IncomingMessage): Promise<string> {
 async function download(req: DownloadApiRequest, output: string, socket: string, showProgress: boolean) {
   const res = await call(socket, 'POST', '/v1/downloads', req);
   if (res.statusCode !== 200) throw new UserError(await errorOf(res));
-  const bar = showProgress ? progressBar() : null;
+  let bar: SingleBar | null = null;
   let done: Extract<DownloadEvent, { event: 'done' }> | null = null;
   try {
     for await (const line of createInterface({ input: res, crlfDelay: Infinity })) {
       if (!line) continue;
       const event = JSON.parse(line) as DownloadEvent;
-      if (event.event === 'progress' && bar && event.contentLength >= 0) {
+      if (event.event === 'progress' && showProgress && event.contentLength >= 0) {
+        bar ??= progressBar(event.contentLength);
         bar.setTotal(event.contentLength);
         bar.update(event.completedLength, { peers: peerShare(event.p2pBytes, event.sourceBytes) });
       } else if (event.event === 'error') {
@@ -126,7 +127,7 @@ function peerShare(p2p: number, source: number): string {
   return total ? `${Math.round((p2p / total) * 100)}%` : '-';
 }
 
-function progressBar(): SingleBar {
+function progressBar(total: number): SingleBar {
   const bar = new SingleBar({
     format: ' {bar} {percentage}% | {value_h}/{total_h} | {speed} | ETA {eta_formatted} | from peers {peers}',
     hideCursor: true,
@@ -134,7 +135,7 @@ function progressBar(): SingleBar {
     formatValue: (v, _o, type) => (type === 'value' || type === 'total' ? humanBytes(v) : String(v)),
   });
   const started = Date.now();
-  bar.start(0, 0, { peers: '-', speed: '', value_h: '0 B', total_h: '?' });
+  bar.start(total, 0, { peers: '-', speed: '', value_h: '0 B', total_h: humanBytes(total) });
   const update = bar.update.bind(bar);
   bar.update = ((value: number, payload?: object) => {
     const rate = value / Math.max((Date.now() - started) / 1000, 0.001);

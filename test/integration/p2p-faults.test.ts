@@ -11,6 +11,7 @@ import {
   freePort,
   type GetResult,
   listDir,
+  type OriginFile,
   runGet,
   sha256File,
   startOrigin,
@@ -36,6 +37,34 @@ async function assertFailedCleanly(r: GetResult, dir: string, out: string): Prom
 async function assertGot(r: GetResult, out: string, sha256: string, who: string): Promise<void> {
   assert.equal(r.code, 0, `${who}: ${describeGet(r)}`);
   assert.equal(await sha256File(out), sha256, `${who}: output differs from the origin's file`);
+}
+
+/** A scheduler and seed peer of their own, plus daemons by name (value: config YAML, or '' for none). */
+async function startSwarm<K extends string>(
+  cluster: Cluster,
+  tag: string,
+  peers: Record<K, string>,
+): Promise<{ seed: Daemon; peers: Record<K, Daemon> }> {
+  const scheduler = await cluster.startScheduler({ name: `scheduler-${tag}` });
+  const schedulerPort = scheduler.port;
+  const seed = await cluster.startDaemon({ name: `seed-${tag}`, seedPeer: true, schedulerPort });
+  const started = {} as Record<K, Daemon>;
+  for (const [name, configYaml] of Object.entries(peers) as [K, string][]) {
+    started[name] = await cluster.startDaemon({
+      name: `${name}-${tag}`,
+      schedulerPort,
+      ...(configYaml ? { configYaml } : {}),
+    });
+  }
+  return { seed, peers: started };
+}
+
+/** Each daemon downloads the file in turn, and every copy must match the origin's. */
+async function getInTurn(holders: [string, Daemon][], file: OriginFile, dir: string): Promise<void> {
+  for (const [name, daemon] of holders) {
+    const out = join(dir, `${name}.bin`);
+    await assertGot(await daemon.get(file.url, out), out, file.sha256, name);
+  }
 }
 
 describe('P2P faults', () => {
@@ -104,24 +133,18 @@ describe('P2P faults', () => {
     timeout: 180_000,
   }, async () => {
     await cluster.withLogs(async () => {
-      const scheduler = await cluster.startScheduler({ name: 'scheduler-corrupt' });
-      const seed = await cluster.startDaemon({
-        name: 'seed-corrupt',
-        seedPeer: true,
-        schedulerPort: scheduler.port,
-      });
-      const a = await cluster.startDaemon({ name: 'a-corrupt', schedulerPort: scheduler.port });
-      const b = await cluster.startDaemon({ name: 'b-corrupt', schedulerPort: scheduler.port });
+      const { seed, peers } = await startSwarm(cluster, 'corrupt', { a: '', b: '' });
+      const { a, b } = peers;
       const file = await origin.addFile('/faults/corrupt.bin', 64 * MiB);
       const dir = await cluster.dir('corrupt');
-
-      await assertGot(
-        await seed.get(file.url, join(dir, 'seed.bin')),
-        join(dir, 'seed.bin'),
-        file.sha256,
-        'seed',
+      await getInTurn(
+        [
+          ['seed', seed],
+          ['peer A', a],
+        ],
+        file,
+        dir,
       );
-      await assertGot(await a.get(file.url, join(dir, 'a.bin')), join(dir, 'a.bin'), file.sha256, 'peer A');
 
       const stored = a.contentPath(file.url);
       assert.ok(await exists(stored), `peer A has no content file at ${stored}`);
@@ -137,28 +160,21 @@ describe('P2P faults', () => {
 
   it('parent killed mid-download: the download finishes from the others', { timeout: 180_000 }, async (t) => {
     await cluster.withLogs(async () => {
-      const scheduler = await cluster.startScheduler({ name: 'scheduler-kill' });
-      const seed = await cluster.startDaemon({
-        name: 'seed-kill',
-        seedPeer: true,
-        schedulerPort: scheduler.port,
+      const { seed, peers } = await startSwarm(cluster, 'kill', {
+        a: '',
+        b: 'download:\n  rateLimit: 16MiB\n',
       });
-      const a = await cluster.startDaemon({ name: 'a-kill', schedulerPort: scheduler.port });
-      const b = await cluster.startDaemon({
-        name: 'b-kill',
-        schedulerPort: scheduler.port,
-        configYaml: 'download:\n  rateLimit: 16MiB\n',
-      });
+      const { a, b } = peers;
       const file = await origin.addFile('/faults/killed.bin', 64 * MiB);
       const dir = await cluster.dir('killed');
-
-      await assertGot(
-        await seed.get(file.url, join(dir, 'seed.bin')),
-        join(dir, 'seed.bin'),
-        file.sha256,
-        'seed',
+      await getInTurn(
+        [
+          ['seed', seed],
+          ['peer A', a],
+        ],
+        file,
+        dir,
       );
-      await assertGot(await a.get(file.url, join(dir, 'a.bin')), join(dir, 'a.bin'), file.sha256, 'peer A');
 
       let finished = false;
       const pending = b.get(file.url, join(dir, 'b.bin')).finally(() => {
@@ -189,30 +205,24 @@ describe('P2P faults', () => {
     timeout: 180_000,
   }, async () => {
     await cluster.withLogs(async () => {
-      const scheduler = await cluster.startScheduler({ name: 'scheduler-slow' });
-      const seed = await cluster.startDaemon({
-        name: 'seed-slow',
-        seedPeer: true,
-        schedulerPort: scheduler.port,
-      });
       // A serves at 256 KiB/s: one 4 MiB piece from it would take ~16 s.
-      const slow = await cluster.startDaemon({
-        name: 'a-slow',
-        schedulerPort: scheduler.port,
-        configYaml: 'upload:\n  rateLimit: 256KiB\n',
+      const { seed, peers } = await startSwarm(cluster, 'slow', {
+        a: 'upload:\n  rateLimit: 256KiB\n',
+        b: '',
+        c: '',
       });
-      const fast = await cluster.startDaemon({ name: 'b-fast', schedulerPort: scheduler.port });
-      const c = await cluster.startDaemon({ name: 'c-slow', schedulerPort: scheduler.port });
+      const { a: slow, b: fast, c } = peers;
       const file = await origin.addFile('/faults/slow-parent.bin', 32 * MiB);
       const dir = await cluster.dir('slow-parent');
-      for (const [d, name] of [
-        [seed, 'seed'],
-        [slow, 'a'],
-        [fast, 'b'],
-      ] as const) {
-        const out = join(dir, `${name}.bin`);
-        await assertGot(await d.get(file.url, out), out, file.sha256, name);
-      }
+      await getInTurn(
+        [
+          ['seed', seed],
+          ['a', slow],
+          ['b', fast],
+        ],
+        file,
+        dir,
+      );
       await seed.stop();
       const servedBefore = (await slow.metrics()).value('damselfly_upload_pieces_total');
       const out = join(dir, 'c.bin');

@@ -39,6 +39,11 @@ export function getCommand(): Command {
     )
     .option('--socket <path>', 'the daemon API socket', defaultSocket())
     .option('--no-progress', 'do not show the progress bar')
+    .option(
+      '--transfer-from-daemon',
+      'stream the content through the socket and write FILE here, instead of letting the daemon copy it ' +
+        '(for a daemon that does not see this filesystem, e.g. in another container)',
+    )
     .action(async (url: string, opts) => {
       if (!/^https?:\/\//i.test(url) || !URL.canParse(url))
         throw new UserError(`invalid URL "${url}": need http(s)://...`);
@@ -51,19 +56,19 @@ export function getCommand(): Command {
       }
       if (opts.priority !== undefined && opts.priority > 6) throw new UserError('--priority must be 0..6');
       const output = resolve(opts.output);
-      await download(
-        {
-          url,
-          digest: opts.digest,
-          tag: opts.tag,
-          application: opts.application,
-          priority: opts.priority,
-          headers: opts.header ?? {},
-        },
-        output,
-        opts.socket,
-        Boolean(opts.progress) && process.stderr.isTTY,
-      );
+      const streamed = Boolean(opts.transferFromDaemon);
+      const request: DownloadApiRequest = {
+        url,
+        digest: opts.digest,
+        tag: opts.tag,
+        application: opts.application,
+        priority: opts.priority,
+        headers: opts.header ?? {},
+        // By default the daemon copies the finished content to FILE in the kernel (atomically).
+        output: streamed ? undefined : output,
+      };
+      const taskId = await download(request, opts.socket, Boolean(opts.progress) && process.stderr.isTTY);
+      if (streamed) await writeAtomically(opts.socket, taskId, output, opts.digest);
     });
 }
 
@@ -95,7 +100,8 @@ async function errorOf(res: IncomingMessage): Promise<string> {
   }
 }
 
-async function download(req: DownloadApiRequest, output: string, socket: string, showProgress: boolean) {
+/** Runs the download in the daemon, showing progress; resolves with the task id once it is done. */
+async function download(req: DownloadApiRequest, socket: string, showProgress: boolean): Promise<string> {
   const res = await call(socket, 'POST', '/v1/downloads', req);
   if (res.statusCode !== 200) throw new UserError(await errorOf(res));
   let bar: SingleBar | null = null;
@@ -119,7 +125,7 @@ async function download(req: DownloadApiRequest, output: string, socket: string,
     bar?.stop();
   }
   if (!done) throw new UserError('the daemon closed the connection before the download finished');
-  await writeAtomically(socket, done.taskId, output, req.digest);
+  return done.taskId;
 }
 
 function peerShare(p2p: number, source: number): string {

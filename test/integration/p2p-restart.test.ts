@@ -52,6 +52,15 @@ describe('daemon restart', () => {
         'the origin served bytes again after the restart',
       );
 
+      // The streamed path (content through the socket, written by the get process) gives the same bytes.
+      const streamed = await second.get(file.url, join(dir, 'streamed.bin'), [
+        '--transfer-from-daemon',
+        '--digest',
+        `sha256:${file.sha256}`,
+      ]);
+      assert.equal(streamed.code, 0, `streamed get: ${describeGet(streamed)}`);
+      assert.equal(await sha256File(join(dir, 'streamed.bin')), file.sha256, 'streamed get: output differs');
+
       const m = await second.metrics();
       const moved =
         m.value('damselfly_download_traffic_bytes_total', { type: 'p2p' }) +

@@ -5,6 +5,7 @@ import {
   mkdirSync,
   mkdtempSync,
   readdirSync,
+  readFileSync,
   rmSync,
   statSync,
   truncateSync,
@@ -373,9 +374,13 @@ describe('TaskStorage', () => {
     const id = taskId('race');
     const c = content(1000, 1000);
     s.putTask(id, { url: 'u', contentLength: 1000, pieceLength: 1000 });
-    const write = s.writePiece(id, c.pieces[0]!.piece, c.pieces[0]!.data);
+    // Attach the rejection check before awaiting anything, so the rejection is never unhandled.
+    const rejected = assert.rejects(
+      s.writePiece(id, c.pieces[0]!.piece, c.pieces[0]!.data),
+      storageCode('ENOTASK'),
+    );
     await s.deleteTask(id);
-    await assert.rejects(write, storageCode('ENOTASK'));
+    await rejected;
     assert.equal(existsSync(s.contentPath(id)), false);
     assert.equal(s.usage().usedBytes, 0);
     s.close();
@@ -449,6 +454,20 @@ describe('TaskStorage', () => {
     assert.deepEqual(await s.gc(), [young.id]);
     assert.equal(s.usage().usedBytes, 500);
     release();
+    s.close();
+  });
+
+  it('exportTo writes a finished task atomically and leaves nothing behind on failure', async () => {
+    const dir = tempDir();
+    const s = TaskStorage.open(options(dir));
+    const t = await fullTask(s, 'export', 3 * 1024 + 5, 1024);
+    const outDir = tempDir();
+    await assert.rejects(s.exportTo(t.id, join(outDir, 'early.bin')), storageCode('EINCOMPLETE'));
+    s.markSucceeded(t.id);
+    await s.exportTo(t.id, join(outDir, 'out.bin'));
+    assert.deepEqual(readFileSync(join(outDir, 'out.bin')), t.bytes);
+    await assert.rejects(s.exportTo(t.id, join(outDir, 'missing-dir', 'out.bin')), storageCode('EEXPORT'));
+    assert.deepEqual(readdirSync(outDir), ['out.bin']);
     s.close();
   });
 

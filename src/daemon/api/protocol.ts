@@ -1,3 +1,4 @@
+import { isAbsolute } from 'node:path';
 import { z } from 'zod';
 
 /** Body of POST /v1/downloads on the daemon's unix socket. */
@@ -11,6 +12,14 @@ export const downloadRequestSchema = z
     headers: z.record(z.string(), z.string()).default({}),
     pieceLength: z.number().int().positive().optional(),
     disableBackToSource: z.boolean().optional(),
+    /**
+     * Absolute path the daemon writes the finished content to (temp file + fsync + rename, copied in the
+     * kernel). Without it the client streams the content from GET /v1/tasks/<id>/content.
+     */
+    output: z
+      .string()
+      .refine((p) => isAbsolute(p) && !p.includes('\0'), 'must be an absolute path')
+      .optional(),
   })
   .strict();
 export type DownloadApiRequest = z.infer<typeof downloadRequestSchema>;

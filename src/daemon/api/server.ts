@@ -104,6 +104,7 @@ export class ApiServer {
     const ticker = setInterval(() => send({ event: 'progress', ...p }), 200);
     try {
       await handle.done;
+      if (parsed.data.output) await this.storage.exportTo(handle.taskId, parsed.data.output);
       send({
         event: 'done',
         taskId: handle.taskId,

@@ -10,7 +10,9 @@ export type StorageErrorCode =
   /** The task's layout changed (putTask with another length) while a piece was being written. */
   | 'ECONFLICT'
   /** markSucceeded on a task whose pieces are not all present or whose length is unknown. */
-  | 'EINCOMPLETE';
+  | 'EINCOMPLETE'
+  /** Writing a finished task's content out to a path failed. */
+  | 'EEXPORT';
 
 export class StorageError extends Error {
   override readonly name = 'StorageError';

@@ -1,7 +1,9 @@
+import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import {
   closeSync,
   createReadStream,
+  constants as fsConstants,
   mkdirSync,
   openSync,
   type ReadStream,
@@ -12,8 +14,8 @@ import {
   statSync,
   truncateSync,
 } from 'node:fs';
-import { type FileHandle, open, rm } from 'node:fs/promises';
-import { join } from 'node:path';
+import { copyFile, type FileHandle, open, rename, rm } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
 import { createLogger, type Logger } from '../../observability/index.js';
 import { checkDigest, checkPieceNumber, checkTaskId, isErrno, StorageError } from './errors.js';
 import { MetadataStore } from './metadata.js';
@@ -457,6 +459,37 @@ export class TaskStorage extends EventEmitter<TaskStorageEvents> {
       });
     } finally {
       await fh.close().catch(() => undefined);
+    }
+  }
+
+  /**
+   * Writes a finished task's content to `output` atomically: an in-kernel copy (copy_file_range, or a
+   * reflink where the filesystem has them) to a temp file beside it, fsync, rename. On any failure the
+   * temp file is removed and nothing appears at `output`.
+   */
+  async exportTo(taskId: string, output: string): Promise<void> {
+    const id = checkTaskId(taskId);
+    const r = this.entry(id).record;
+    if (r.state !== 'succeeded') throw new StorageError('EINCOMPLETE', `task ${id} is not complete`);
+    const release = this.acquire(id);
+    const temp = join(
+      dirname(output),
+      `.${basename(output)}.damselfly-${randomBytes(4).toString('hex')}.tmp`,
+    );
+    try {
+      await copyFile(this.contentPath(id), temp, fsConstants.COPYFILE_EXCL | fsConstants.COPYFILE_FICLONE);
+      const handle = await open(temp, 'r');
+      try {
+        await handle.sync();
+      } finally {
+        await handle.close();
+      }
+      await rename(temp, output);
+    } catch (err) {
+      await rm(temp, { force: true }).catch(() => undefined);
+      throw new StorageError('EEXPORT', `cannot write ${output}: ${(err as Error).message}`, { cause: err });
+    } finally {
+      release();
     }
   }
 

@@ -1,4 +1,5 @@
 import { Agent, type Dispatcher, interceptors, request } from 'undici';
+import { readExactly, ShortBodyError } from './body.js';
 
 /** One keep-alive pool for all origins; follows redirects like curl -L. */
 const dispatcher = new Agent({ connections: 64 }).compose(interceptors.redirect({ maxRedirections: 5 }));
@@ -95,11 +96,12 @@ export async function fetchRange(
 ): Promise<Buffer> {
   const res = await send(url, { ...headers, range: `bytes=${start}-${start + length - 1}` }, signal);
   if (res.statusCode !== 206) fail(url, res);
-  const data = Buffer.from(await res.body.arrayBuffer());
-  if (data.length !== length) {
-    throw new SourceError(`origin sent ${data.length} bytes for a ${length}-byte range of ${url}`);
+  try {
+    return await readExactly(res.body, length);
+  } catch (err) {
+    if (err instanceof ShortBodyError) throw new SourceError(`origin range of ${url}: ${err.message}`);
+    throw err;
   }
-  return data;
 }
 
 /** The whole body as a stream, for origins without range support. */

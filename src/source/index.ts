@@ -1,1 +1,2 @@
+export { readExactly, ShortBodyError } from './body.js';
 export { fetchRange, fetchWhole, type Headers, SourceError, type SourceInfo, statSource } from './http.js';

@@ -1,5 +1,6 @@
 import { isAbsolute } from 'node:path';
 import { z } from 'zod';
+import { MAX_PIECE_LENGTH } from '../../task/index.js';
 
 /** Body of POST /v1/downloads on the daemon's unix socket. */
 export const downloadRequestSchema = z
@@ -10,7 +11,12 @@ export const downloadRequestSchema = z
     application: z.string().max(256).optional(),
     priority: z.number().int().min(0).max(6).optional(),
     headers: z.record(z.string(), z.string()).default({}),
-    pieceLength: z.number().int().positive().optional(),
+    pieceLength: z
+      .number()
+      .int()
+      .min(64 * 1024)
+      .max(MAX_PIECE_LENGTH)
+      .optional(),
     disableBackToSource: z.boolean().optional(),
     /**
      * Absolute path the daemon writes the finished content to (temp file + fsync + rename, copied in the

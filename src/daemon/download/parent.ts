@@ -1,6 +1,8 @@
 import { createInterface } from 'node:readline';
 import { Agent, request } from 'undici';
 import type { Peer } from '../../rpc/index.js';
+import { readExactly, ShortBodyError } from '../../source/index.js';
+import { MAX_PIECE_LENGTH } from '../../task/index.js';
 import type { PieceSyncMessage } from '../upload/server.js';
 
 /** Keep-alive connections to parents' upload servers, shared by all downloads of this daemon. */
@@ -87,7 +89,17 @@ export class Parent {
       res.body.resume();
       throw new PieceFetchError(`parent answered ${res.statusCode} for piece ${number}`);
     }
-    return Buffer.from(await res.body.arrayBuffer());
+    const length = Number(res.headers['content-length']);
+    if (!Number.isSafeInteger(length) || length < 0 || length > MAX_PIECE_LENGTH) {
+      res.body.destroy();
+      throw new PieceFetchError(`parent sent a bad content-length for piece ${number}`);
+    }
+    try {
+      return await readExactly(res.body, length);
+    } catch (err) {
+      if (err instanceof ShortBodyError) throw new PieceFetchError(`piece ${number}: ${err.message}`);
+      throw err;
+    }
   }
 
   recordSpeed(bytes: number, ms: number): void {

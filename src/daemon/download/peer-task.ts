@@ -525,24 +525,32 @@ export class PeerTask extends EventEmitter {
     await this.finish(report);
   }
 
+  /**
+   * Ranged GETs with backToSourceConcurrency workers. Each worker fetches its next piece while the
+   * previous one is being hashed, written and fsynced, so the origin connection never waits on the disk.
+   */
   private async fetchRanges(report: boolean): Promise<void> {
     const queue = this.missing().sort((a, b) => a - b);
     const worker = async () => {
-      for (let n = queue.shift(); n !== undefined; n = queue.shift()) await this.fetchSourcePiece(n, report);
+      let storing: Promise<void> = Promise.resolve();
+      for (let n = queue.shift(); n !== undefined; n = queue.shift()) {
+        const range = pieceRange(n, this.layout!.contentLength, this.layout!.pieceLength);
+        const started = performance.now();
+        const data = await this.fetchSourceRange(range);
+        await storing; // at most one piece per worker waits for the disk
+        storing = this.storeSourcePiece(range, data, report, Math.round(performance.now() - started));
+      }
+      await storing;
     };
     await Promise.all(Array.from({ length: this.deps.backToSourceConcurrency }, worker));
   }
 
-  private async fetchSourcePiece(number: number, report: boolean): Promise<void> {
-    const layout = this.layout!;
-    const range = pieceRange(number, layout.contentLength, layout.pieceLength);
+  /** One piece's bytes from the origin, retried with backoff (4xx answers are final). */
+  private async fetchSourceRange(range: { offset: number; length: number }): Promise<Buffer> {
     for (let attempt = 0; ; attempt++) {
       try {
         await this.deps.downloadLimiter.take(range.length);
-        const started = performance.now();
-        const data = await fetchRange(this.request.url, this.request.headers, range.offset, range.length);
-        await this.storeSourcePiece(range, data, report, Math.round(performance.now() - started));
-        return;
+        return await fetchRange(this.request.url, this.request.headers, range.offset, range.length);
       } catch (err) {
         this.deps.metrics.pieceFailures.inc({ type: 'back_to_source' });
         if ((err instanceof SourceError && err.permanent) || attempt >= this.deps.sourceRetries) throw err;

@@ -72,6 +72,8 @@ export interface OriginOptions {
 interface Route {
   file?: OriginFile;
   status?: number;
+  /** Answer every GET with the whole body (200) and no length, like an origin streaming chunked data. */
+  noRangesNoLength?: boolean;
   requiredHeaders?: Record<string, string>;
 }
 
@@ -190,6 +192,11 @@ export class TestOrigin {
     return file;
   }
 
+  /** `path` ignores Range and sends no Content-Length (chunked), like a dynamic origin. */
+  disableRangesAndLength(path: string): void {
+    this.route(path).noRangesNoLength = true;
+  }
+
   /** Every request for `path` (any method) is answered with `status` and a short text body. */
   setStatus(path: string, status: number | undefined): void {
     this.route(path).status = status;
@@ -282,13 +289,14 @@ export class TestOrigin {
       return;
     }
 
+    const plain = route?.noRangesNoLength === true;
     const common = {
       'Content-Type': 'application/octet-stream',
-      'Accept-Ranges': 'bytes',
+      ...(plain ? {} : { 'Accept-Ranges': 'bytes' }),
       ETag: `"${file.sha256.slice(0, 32)}"`,
       'Last-Modified': new Date(0).toUTCString(),
     };
-    const range = parseRange(rangeHeader, file.size);
+    const range = plain ? undefined : parseRange(rangeHeader, file.size);
     if (range === 'unsatisfiable') {
       answer(416, { ...common, 'Content-Range': `bytes */${file.size}` }, 'range not satisfiable\n');
       return;
@@ -299,7 +307,7 @@ export class TestOrigin {
     entry.status = range ? 206 : 200;
     res.writeHead(entry.status, {
       ...common,
-      'Content-Length': length,
+      ...(plain ? {} : { 'Content-Length': length }),
       ...(range ? { 'Content-Range': `bytes ${start}-${end}/${file.size}` } : {}),
     });
     if (req.method === 'HEAD' || length === 0) {

@@ -236,6 +236,33 @@ describe('P2P faults', () => {
     });
   });
 
+  it('origin without ranges or length: one streamed GET, cut into verified pieces, shared P2P', {
+    timeout: 120_000,
+  }, async () => {
+    await cluster.withLogs(async () => {
+      const { seed, peers } = await startSwarm(cluster, 'plain', { a: '' });
+      const file = await origin.addFile('/faults/plain.bin', 10 * MiB + 123);
+      origin.disableRangesAndLength(file.path);
+      const dir = await cluster.dir('plain');
+      await getInTurn(
+        [
+          ['seed', seed],
+          ['peer A', peers.a],
+        ],
+        file,
+        dir,
+      );
+      assert.ok(
+        origin.requestsFor(file.path).every((r) => r.status === 200),
+        'the origin answered every request whole',
+      );
+      const fromPeers = (await peers.a.metrics()).value('damselfly_download_traffic_bytes_total', {
+        type: 'p2p',
+      });
+      assert.equal(fromPeers, file.size, 'peer A should get every byte from the seed');
+    });
+  });
+
   it('scheduler down: the daemon downloads straight from the source', { timeout: 120_000 }, async () => {
     await cluster.withLogs(async () => {
       const nobody = await freePort();

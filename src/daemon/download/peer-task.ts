@@ -15,7 +15,7 @@ import {
   type SchedulerClient,
   type TaskInfo,
 } from '../../rpc/index.js';
-import { fetchRange, fetchWhole, SourceError, statSource } from '../../source/index.js';
+import { statSource } from '../../source/index.js';
 import { pieceCount, pieceDigest, pieceLengthFor, pieceRange } from '../../task/index.js';
 import { AsyncQueue, ChangeSignal } from '../async-queue.js';
 import type { DaemonMetrics } from '../metrics.js';
@@ -23,6 +23,7 @@ import type { TokenBucket } from '../rate-limiter.js';
 import type { SchedulerConnection } from '../scheduler-connection.js';
 import type { TaskStorage } from '../storage/index.js';
 import { Parent, PieceFetchError } from './parent.js';
+import { SourceFetcher } from './source-fetcher.js';
 
 export interface DownloadRequest {
   url: string;
@@ -520,100 +521,36 @@ export class PeerTask extends EventEmitter {
         value: { contentLength: info.contentLength, pieceLength },
       });
     }
-    if (info.supportsRange && this.layout) await this.fetchRanges(report);
-    else await this.fetchSequential(pieceLength, report);
-    await this.finish(report);
-  }
-
-  /**
-   * Ranged GETs with backToSourceConcurrency workers. Each worker fetches its next piece while the
-   * previous one is being hashed, written and fsynced, so the origin connection never waits on the disk.
-   */
-  private async fetchRanges(report: boolean): Promise<void> {
-    const queue = this.missing().sort((a, b) => a - b);
-    const worker = async () => {
-      let storing: Promise<void> = Promise.resolve();
-      for (let n = queue.shift(); n !== undefined; n = queue.shift()) {
-        const range = pieceRange(n, this.layout!.contentLength, this.layout!.pieceLength);
-        const started = performance.now();
-        const data = await this.fetchSourceRange(range);
-        await storing; // at most one piece per worker waits for the disk
-        storing = this.storeSourcePiece(range, data, report, Math.round(performance.now() - started));
-      }
-      await storing;
-    };
-    await Promise.all(Array.from({ length: this.deps.backToSourceConcurrency }, worker));
-  }
-
-  /** One piece's bytes from the origin, retried with backoff (4xx answers are final). */
-  private async fetchSourceRange(range: { offset: number; length: number }): Promise<Buffer> {
-    for (let attempt = 0; ; attempt++) {
-      try {
-        await this.deps.downloadLimiter.take(range.length);
-        return await fetchRange(this.request.url, this.request.headers, range.offset, range.length);
-      } catch (err) {
-        this.deps.metrics.pieceFailures.inc({ type: 'back_to_source' });
-        if ((err instanceof SourceError && err.permanent) || attempt >= this.deps.sourceRetries) throw err;
-        await new Promise((r) => setTimeout(r, 200 * 2 ** attempt));
-      }
-    }
-  }
-
-  private async storeSourcePiece(
-    range: { number: number; offset: number; length: number },
-    data: Buffer,
-    report: boolean,
-    costMs: number,
-  ): Promise<void> {
-    const digest = pieceDigest(data);
-    await this.deps.storage.writePiece(this.taskId, { ...range, digest }, data);
-    this.account('back_to_source', data.length);
-    if (report) {
-      this.send({
-        case: 'downloadPieceBackToSourceFinished',
-        value: { piece: this.piece(range, digest, '', costMs) },
+    const fetcher = new SourceFetcher(
+      this.taskId,
+      { url, headers },
+      {
+        storage: this.deps.storage,
+        downloadLimiter: this.deps.downloadLimiter,
+        metrics: this.deps.metrics,
+        concurrency: this.deps.backToSourceConcurrency,
+        retries: this.deps.sourceRetries,
+      },
+      (piece) => {
+        this.account('back_to_source', piece.length);
+        if (report) {
+          this.send({
+            case: 'downloadPieceBackToSourceFinished',
+            value: { piece: this.piece(piece, piece.digest, '', piece.costMs) },
+          });
+        }
+      },
+    );
+    if (info.supportsRange && this.layout) {
+      await fetcher.fetchRanges(this.missing(), this.layout.contentLength, this.layout.pieceLength);
+    } else {
+      // Unknown length: record the task now; its size is fixed once the body ends.
+      if (!this.layout) this.putTask(-1, pieceLength);
+      await fetcher.fetchSequential(pieceLength, this.layout?.contentLength ?? null, (total) => {
+        if (!this.layout) this.setLayout(total, pieceLength);
       });
     }
-  }
-
-  /** For origins without range support (or unknown length): one GET, cut into pieces as it streams. */
-  private async fetchSequential(pieceLength: number, report: boolean): Promise<void> {
-    const body = await fetchWhole(this.request.url, this.request.headers);
-    let pending: Buffer[] = [];
-    let pendingBytes = 0;
-    let number = 0;
-    const flush = async (buf: Buffer) => {
-      const range = { number, offset: number * pieceLength, length: buf.length };
-      number++;
-      if (!this.deps.storage.hasPiece(this.taskId, range.number)) {
-        await this.storeSourcePiece(range, buf, report, 0);
-      }
-    };
-    if (!this.layout) {
-      // Unknown length: record the task now; its size is fixed once the body ends.
-      this.putTask(-1, pieceLength);
-    }
-    for await (const chunk of body as AsyncIterable<Buffer>) {
-      await this.deps.downloadLimiter.take(chunk.length);
-      pending.push(chunk);
-      pendingBytes += chunk.length;
-      while (pendingBytes >= pieceLength) {
-        const all = Buffer.concat(pending);
-        await flush(all.subarray(0, pieceLength));
-        pending = [all.subarray(pieceLength)];
-        pendingBytes -= pieceLength;
-      }
-    }
-    const total = number * pieceLength + pendingBytes;
-    if (this.layout && total !== this.layout.contentLength) {
-      throw new SourceError(`origin sent ${total} bytes, expected ${this.layout.contentLength}`);
-    }
-    if (!this.layout) {
-      this.putTask(total, pieceLength);
-      this.layout = { contentLength: total, pieceLength, pieceCount: pieceCount(total, pieceLength) };
-      this.progress.contentLength = total;
-    }
-    if (pendingBytes > 0) await flush(Buffer.concat(pending));
+    await this.finish(report);
   }
 
   private async finish(fromSource: boolean): Promise<void> {

@@ -1,0 +1,111 @@
+import { fetchRange, fetchWhole, SourceError } from '../../source/index.js';
+import { type PieceRange, pieceDigest, pieceRange } from '../../task/index.js';
+import type { DaemonMetrics } from '../metrics.js';
+import type { TokenBucket } from '../rate-limiter.js';
+import type { TaskStorage } from '../storage/index.js';
+
+export interface SourceFetcherDeps {
+  storage: TaskStorage;
+  downloadLimiter: TokenBucket;
+  metrics: DaemonMetrics;
+  /** Ranged GETs at once. */
+  concurrency: number;
+  /** Retries per piece; 4xx answers are final. */
+  retries: number;
+}
+
+/** A piece stored from the source, with the digest other peers will verify it against. */
+export interface SourcePiece extends PieceRange {
+  digest: string;
+  costMs: number;
+}
+
+/**
+ * Back-to-source for one task: fetches pieces from the origin, hashes and stores each, and hands every
+ * stored piece to `onPiece` (which counts it and reports its digest to the scheduler).
+ */
+export class SourceFetcher {
+  constructor(
+    private readonly taskId: string,
+    private readonly source: { url: string; headers: Record<string, string> },
+    private readonly deps: SourceFetcherDeps,
+    private readonly onPiece: (piece: SourcePiece) => void,
+  ) {}
+
+  /**
+   * Ranged GETs with `concurrency` workers. Each worker fetches its next piece while the previous one is
+   * being hashed, written and fsynced, so the origin connection never waits on the disk.
+   */
+  async fetchRanges(numbers: number[], contentLength: number, pieceLength: number): Promise<void> {
+    const queue = [...numbers].sort((a, b) => a - b);
+    const worker = async () => {
+      let storing: Promise<void> = Promise.resolve();
+      for (let n = queue.shift(); n !== undefined; n = queue.shift()) {
+        const range = pieceRange(n, contentLength, pieceLength);
+        const started = performance.now();
+        const data = await this.fetchRange(range);
+        await storing; // at most one piece per worker waits for the disk
+        storing = this.store(range, data, Math.round(performance.now() - started));
+      }
+      await storing;
+    };
+    await Promise.all(Array.from({ length: this.deps.concurrency }, worker));
+  }
+
+  /**
+   * For origins without range support or length: one GET, cut into pieces as it streams. `onLength`
+   * learns the total before the last (short) piece is stored; `expectedLength` (if known) is enforced.
+   */
+  async fetchSequential(
+    pieceLength: number,
+    expectedLength: number | null,
+    onLength: (total: number) => void,
+  ): Promise<void> {
+    const body = await fetchWhole(this.source.url, this.source.headers);
+    let pending: Buffer[] = [];
+    let pendingBytes = 0;
+    let number = 0;
+    const flush = async (data: Buffer) => {
+      const range = { number, offset: number * pieceLength, length: data.length };
+      number++;
+      if (!this.deps.storage.hasPiece(this.taskId, range.number)) await this.store(range, data, 0);
+    };
+    for await (const chunk of body as AsyncIterable<Buffer>) {
+      await this.deps.downloadLimiter.take(chunk.length);
+      pending.push(chunk);
+      pendingBytes += chunk.length;
+      while (pendingBytes >= pieceLength) {
+        const all = Buffer.concat(pending);
+        await flush(all.subarray(0, pieceLength));
+        pending = [all.subarray(pieceLength)];
+        pendingBytes -= pieceLength;
+      }
+    }
+    const total = number * pieceLength + pendingBytes;
+    if (expectedLength !== null && total !== expectedLength) {
+      throw new SourceError(`origin sent ${total} bytes, expected ${expectedLength}`);
+    }
+    onLength(total);
+    if (pendingBytes > 0) await flush(Buffer.concat(pending));
+  }
+
+  /** One piece's bytes from the origin, retried with backoff. */
+  private async fetchRange(range: PieceRange): Promise<Buffer> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await this.deps.downloadLimiter.take(range.length);
+        return await fetchRange(this.source.url, this.source.headers, range.offset, range.length);
+      } catch (err) {
+        this.deps.metrics.pieceFailures.inc({ type: 'back_to_source' });
+        if ((err instanceof SourceError && err.permanent) || attempt >= this.deps.retries) throw err;
+        await new Promise((r) => setTimeout(r, 200 * 2 ** attempt));
+      }
+    }
+  }
+
+  private async store(range: PieceRange, data: Buffer, costMs: number): Promise<void> {
+    const digest = pieceDigest(data);
+    await this.deps.storage.writePiece(this.taskId, { ...range, digest }, data);
+    this.onPiece({ ...range, digest, costMs });
+  }
+}

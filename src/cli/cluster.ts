@@ -10,7 +10,7 @@ import {
 import { startDaemon } from '../daemon/index.js';
 import { createLogger } from '../observability/index.js';
 import { startScheduler } from '../scheduler/index.js';
-import { intOption, waitForShutdownSignal } from './run.js';
+import { closeAndExit, intOption, surviveSchedulerGoaway, waitForShutdownSignal } from './run.js';
 
 export function clusterCommand(): Command {
   return new Command('cluster')
@@ -38,6 +38,7 @@ export function clusterCommand(): Command {
     .option('--log-level <level>', 'log level', 'info')
     .action(async (opts) => {
       const logger = createLogger('cluster', opts.logLevel);
+      surviveSchedulerGoaway((msg) => logger.warn(msg));
       const schedulerAddr = `${opts.ip}:${opts.schedulerPort}`;
       const scheduler = await startScheduler(
         loadConfig(schedulerConfigSchema, { flags: { listen: `0.0.0.0:${opts.schedulerPort}` } }),
@@ -78,8 +79,10 @@ export function clusterCommand(): Command {
       );
       const signal = await waitForShutdownSignal();
       logger.info({ signal }, 'shutting down');
-      await daemon.close();
-      await seed.close();
-      await scheduler.close();
+      await closeAndExit(async () => {
+        await daemon.close();
+        await seed.close();
+        await scheduler.close();
+      });
     });
 }

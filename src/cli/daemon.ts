@@ -2,7 +2,7 @@ import { Command, Option } from 'commander';
 import { daemonConfigSchema, loadConfig } from '../config/index.js';
 import { startDaemon } from '../daemon/index.js';
 import { createLogger } from '../observability/index.js';
-import { intOption, waitForShutdownSignal } from './run.js';
+import { closeAndExit, intOption, surviveSchedulerGoaway, waitForShutdownSignal } from './run.js';
 
 export function daemonCommand(): Command {
   return new Command('daemon')
@@ -62,9 +62,10 @@ export function daemonCommand(): Command {
         },
       });
       const logger = createLogger('daemon', opts.logLevel);
+      surviveSchedulerGoaway((msg) => logger.warn(msg));
       const daemon = await startDaemon(config, logger);
       const signal = await waitForShutdownSignal();
       logger.info({ signal }, 'shutting down');
-      await daemon.close();
+      await closeAndExit(() => daemon.close());
     });
 }

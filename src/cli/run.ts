@@ -47,3 +47,32 @@ export function intOption(flag: string) {
     return n;
   };
 }
+
+/**
+ * Closes a long-running component on a signal, then exits: lingering keep-alive sockets and HTTP/2
+ * sessions must not keep the process alive, and a close that hangs is cut short after `graceMs`.
+ */
+export async function closeAndExit(close: () => Promise<void>, graceMs = 8000): Promise<never> {
+  const timer = setTimeout(() => {
+    process.stderr.write(`damselfly: shutdown took longer than ${graceMs} ms; exiting\n`);
+    process.exit(1);
+  }, graceMs);
+  timer.unref();
+  await close();
+  process.exit(0);
+}
+
+/**
+ * connect-node can emit an 'error' with no listener on an HTTP/2 session that received GOAWAY while idle
+ * (a scheduler restarting). That must not take a daemon down: the next call opens a new session.
+ */
+export function surviveSchedulerGoaway(log: (msg: string) => void): void {
+  process.on('uncaughtException', (err) => {
+    if (/received GOAWAY/.test(String((err as Error)?.message))) {
+      log(`scheduler connection closed (${(err as Error).message}); reconnecting on next use`);
+      return;
+    }
+    process.stderr.write(`damselfly: unexpected error: ${(err as Error)?.stack ?? String(err)}\n`);
+    process.exit(70);
+  });
+}

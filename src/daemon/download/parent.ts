@@ -1,6 +1,6 @@
 import { createInterface } from 'node:readline';
 import { Agent, request } from 'undici';
-import type { Peer } from '../../rpc/index.js';
+import { HostType, type Peer } from '../../rpc/index.js';
 import { readExactly, ShortBodyError } from '../../source/index.js';
 import { MAX_PIECE_LENGTH } from '../../task/index.js';
 import type { PieceSyncMessage } from '../upload/server.js';
@@ -22,6 +22,8 @@ export class PieceFetchError extends Error {
 export class Parent {
   readonly id: string;
   readonly baseUrl: string;
+  /** Seed peers serve the pieces nobody else has; children prefer other parents for the rest. */
+  readonly seed: boolean;
   readonly pieces = new Set<number>();
   inFlight = 0;
   failures = 0;
@@ -36,6 +38,7 @@ export class Parent {
   constructor(peer: Peer) {
     this.id = peer.id;
     const host = peer.host!;
+    this.seed = host.type === HostType.SEED;
     const ip = host.ip.includes(':') ? `[${host.ip}]` : host.ip;
     this.baseUrl = `http://${ip}:${host.uploadPort}`;
   }

@@ -366,16 +366,23 @@ export class PeerTask extends EventEmitter {
     return { usable: usable.filter((p) => p.inFlight < cap), cap };
   }
 
+  /**
+   * Rarest first: of the pieces that can start now, the one held by the fewest parents (ties: this
+   * peer's own random rotation, so peers that start together fetch different pieces and can trade).
+   * Pieces only the seed holds go first, while the common ones come from other peers.
+   */
   private pickPiece(): { number: number; parent: Parent } | null {
     const { usable } = this.usableParents();
     if (usable.length === 0) return null;
+    let best: { number: number; holders: Parent[] } | null = null;
     for (const number of this.missing()) {
       if (this.inFlight.has(number) || !this.digests.has(number)) continue;
       const holders = usable.filter((p) => p.pieces.has(number));
-      if (holders.length === 0) continue;
-      return { number, parent: chooseParent(holders) };
+      if (holders.length === 0 || (best && holders.length >= best.holders.length)) continue;
+      best = { number, holders };
+      if (holders.length === 1) break;
     }
-    return null;
+    return best && { number: best.number, parent: chooseParent(best.holders) };
   }
 
   /**
@@ -572,11 +579,14 @@ export class PeerTask extends EventEmitter {
   }
 }
 
+/** A seed's share of the choice when a normal peer holds the same piece: keep its upload for rare pieces. */
+const SEED_WEIGHT = 0.25;
+
 /** Unprobed parents first (to learn their speed), then weighted random by speed and load. */
 function chooseParent(holders: Parent[]): Parent {
   const fresh = holders.find((p) => p.speed === 0 && p.inFlight === 0);
   if (fresh) return fresh;
-  const weights = holders.map((p) => (p.speed || 1) / (p.inFlight + 1));
+  const weights = holders.map((p) => ((p.speed || 1) / (p.inFlight + 1)) * (p.seed ? SEED_WEIGHT : 1));
   let r = Math.random() * weights.reduce((a, b) => a + b, 0);
   for (let i = 0; i < holders.length; i++) {
     r -= weights[i]!;

@@ -9,6 +9,12 @@ import { type PieceRecord, StorageError, type TaskStorage } from '../storage/ind
 const WRITE_SLICE = 256 * 1024;
 
 /** What the sync stream sends: task layout (once known) and the piece numbers the parent holds. */
+interface SyncWatcher {
+  piece(piece: PieceRecord): void;
+  succeeded(): void;
+  deleted(): void;
+}
+
 export interface PieceSyncMessage {
   contentLength?: number;
   pieceLength?: number;
@@ -37,12 +43,16 @@ export class UploadServer {
     private readonly concurrentLimit: number,
     private readonly metrics: DaemonMetrics,
     private readonly logger: Logger,
-  ) {}
+  ) {
+    this.watchStorage();
+  }
 
   async listen(host: string, port: number): Promise<number> {
     const server = createServer((req, res) => {
       this.handle(req, res).catch((err) => {
-        this.logger.warn({ err: (err as Error).message, url: req.url }, 'upload request failed');
+        // A child cancelling a piece (it got it elsewhere first) is routine, not a warning.
+        const level = res.destroyed ? 'debug' : 'warn';
+        this.logger[level]({ err: (err as Error).message, url: req.url }, 'upload request failed');
         if (!res.headersSent) res.writeHead(500).end();
         else res.destroy();
       });
@@ -82,49 +92,54 @@ export class UploadServer {
     else await this.servePiece(taskId, Number(m[2]), res);
   }
 
+  /** Storage events for one task, fanned out to its open sync streams (one storage listener each). */
+  private readonly watchers = new Map<string, Set<SyncWatcher>>();
+
+  private watchStorage(): void {
+    const each = (id: string, f: (w: SyncWatcher) => void) => {
+      for (const w of this.watchers.get(id) ?? []) f(w);
+    };
+    this.storage.on('piece', (id, piece) => each(id, (w) => w.piece(piece)));
+    this.storage.on('succeeded', (id) => each(id, (w) => w.succeeded()));
+    this.storage.on('deleted', (id) => each(id, (w) => w.deleted()));
+  }
+
   private syncPieces(taskId: string, req: IncomingMessage, res: ServerResponse): void {
     res.writeHead(200, { 'content-type': 'application/x-ndjson', 'cache-control': 'no-store' });
     const send = (msg: PieceSyncMessage) => res.write(`${JSON.stringify(msg)}\n`);
     let sentLayout = false;
-    const layout = (): boolean => {
+    const layout = () => {
       const task = this.storage.getTask(taskId);
-      if (!task || task.contentLength < 0 || sentLayout) return false;
+      if (!task || task.contentLength < 0 || sentLayout) return;
       send({ contentLength: task.contentLength, pieceLength: task.pieceLength, pieceCount: task.pieceCount });
       sentLayout = true;
-      return true;
     };
-    const finishIfDone = (): boolean => {
-      const task = this.storage.getTask(taskId);
-      if (task?.state !== 'succeeded') return false;
-      layout();
-      send({ done: true });
-      cleanup();
-      res.end();
-      return true;
-    };
-    const onPiece = (id: string, piece: PieceRecord) => {
-      if (id !== taskId) return;
-      layout();
-      send({ pieces: [piece.number] });
-    };
-    const onTaskState = (id: string) => {
-      if (id === taskId) finishIfDone();
-    };
-    const onDeleted = (id: string) => {
-      if (id !== taskId) return;
-      send({ error: 'task deleted' });
-      cleanup();
+    const end = (last: PieceSyncMessage) => {
+      send(last);
+      unwatch();
       res.end();
     };
-    const cleanup = () => {
-      this.storage.off('piece', onPiece);
-      this.storage.off('succeeded', onTaskState);
-      this.storage.off('deleted', onDeleted);
+    const finishIfDone = () => {
+      if (this.storage.getTask(taskId)?.state !== 'succeeded') return;
+      layout();
+      end({ done: true });
     };
-    this.storage.on('piece', onPiece);
-    this.storage.on('succeeded', onTaskState);
-    this.storage.on('deleted', onDeleted);
-    req.once('close', cleanup);
+    const watcher: SyncWatcher = {
+      piece: (piece) => {
+        layout();
+        send({ pieces: [piece.number] });
+      },
+      succeeded: finishIfDone,
+      deleted: () => end({ error: 'task deleted' }),
+    };
+    const watchers = this.watchers.get(taskId) ?? new Set();
+    watchers.add(watcher);
+    this.watchers.set(taskId, watchers);
+    const unwatch = () => {
+      watchers.delete(watcher);
+      if (watchers.size === 0 && this.watchers.get(taskId) === watchers) this.watchers.delete(taskId);
+    };
+    req.once('close', unwatch);
     layout();
     send({ pieces: this.storage.listPieces(taskId).map((p) => p.number) });
     finishIfDone();

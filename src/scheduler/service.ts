@@ -1,5 +1,6 @@
 import { clone, create, type MessageInitShape } from '@bufbuild/protobuf';
 import { Code, ConnectError, type ConnectRouter, type HandlerContext } from '@connectrpc/connect';
+import { AsyncQueue } from '../async/index.js';
 import type { SchedulerConfig } from '../config/index.js';
 import type { Logger } from '../observability/index.js';
 import {
@@ -24,7 +25,6 @@ import {
   type StatPeerRequest,
   type StatTaskRequest,
 } from '../rpc/index.js';
-import { AsyncQueue } from './async-queue.js';
 import { type ScheduleResult, SchedulerMetrics } from './metrics.js';
 import {
   type Host,

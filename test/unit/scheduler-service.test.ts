@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { create, type MessageInitShape } from '@bufbuild/protobuf';
 import { Code, ConnectError } from '@connectrpc/connect';
+import { AsyncQueue } from '../../src/async/index.js';
 import { schedulerConfigSchema } from '../../src/config/index.js';
 import { createLogger } from '../../src/observability/index.js';
 import {
@@ -87,34 +88,6 @@ class StreamReader<T> {
   }
 }
 
-/** A pushable request stream. */
-class Requests<T> implements AsyncIterable<T> {
-  private readonly items: T[] = [];
-  private wake: (() => void) | undefined;
-  private done = false;
-
-  push(item: T): void {
-    this.items.push(item);
-    this.wake?.();
-  }
-
-  end(): void {
-    this.done = true;
-    this.wake?.();
-  }
-
-  async *[Symbol.asyncIterator](): AsyncIterator<T> {
-    for (;;) {
-      while (this.items.length > 0) yield this.items.shift()!;
-      if (this.done) return;
-      await new Promise<void>((resolve) => {
-        this.wake = resolve;
-      });
-      this.wake = undefined;
-    }
-  }
-}
-
 const openPeers = new Set<TestPeer>();
 
 /** Ends every request stream still open (so the server's sessions drain at once on close). */
@@ -124,7 +97,7 @@ function closeAllPeers(): void {
 
 /** One daemon-side AnnouncePeer stream. */
 class TestPeer {
-  private readonly requests = new Requests<AnnouncePeerRequest>();
+  private readonly requests = new AsyncQueue<AnnouncePeerRequest>();
   readonly responses: StreamReader<AnnouncePeerResponse>;
 
   constructor(
@@ -181,7 +154,7 @@ class TestPeer {
   }
 
   close(): void {
-    this.requests.end();
+    this.requests.close();
     openPeers.delete(this);
   }
 }

@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { create, type MessageInitShape } from '@bufbuild/protobuf';
 import { Code, ConnectError } from '@connectrpc/connect';
+import { AsyncQueue, ChangeSignal } from '../../async/index.js';
 import type { Logger } from '../../observability/index.js';
 import {
   type AnnouncePeerRequest,
@@ -17,7 +18,6 @@ import {
 } from '../../rpc/index.js';
 import { statSource } from '../../source/index.js';
 import { pieceCount, pieceDigest, pieceLengthFor, pieceRange } from '../../task/index.js';
-import { AsyncQueue, ChangeSignal } from '../async-queue.js';
 import type { DaemonMetrics } from '../metrics.js';
 import type { TokenBucket } from '../rate-limiter.js';
 import type { SchedulerConnection } from '../scheduler-connection.js';
@@ -151,7 +151,7 @@ export class PeerTask extends EventEmitter {
       for (const p of this.parents.values()) p.close();
       this.changed.notify();
       // Give the final report a moment to leave before closing the stream.
-      setTimeout(() => this.requests.end(), 50).unref();
+      setTimeout(() => this.requests.close(), 50).unref();
       setTimeout(() => this.callAbort.abort(), 10_000).unref();
     }
   }

@@ -1,7 +1,7 @@
 /**
- * An unbounded single-consumer queue bridging event handlers to a server-streaming response. The
- * volume per stream is small (a few control messages and batched digests), so no backpressure is
- * needed on this side; the HTTP/2 stream applies its own.
+ * An unbounded single-consumer queue bridging event handlers to a gRPC stream (the scheduler's responses,
+ * a daemon's AnnouncePeer requests). The volume per stream is small (control messages, batched digests,
+ * piece reports), so no backpressure is needed on this side; the HTTP/2 stream applies its own.
  */
 export class AsyncQueue<T> implements AsyncIterable<T> {
   private readonly items: T[] = [];
@@ -59,6 +59,11 @@ export class AsyncQueue<T> implements AsyncIterable<T> {
         });
       },
       return: () => {
+        this.close();
+        return Promise.resolve({ value: undefined, done: true });
+      },
+      // Connect calls throw() on a request stream when the call fails: just stop producing.
+      throw: () => {
         this.close();
         return Promise.resolve({ value: undefined, done: true });
       },

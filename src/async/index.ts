@@ -1,0 +1,2 @@
+export { AsyncQueue } from './async-queue.js';
+export { ChangeSignal } from './change-signal.js';

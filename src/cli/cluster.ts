@@ -1,4 +1,4 @@
-import { join } from 'node:path';
+import { basename, join, relative } from 'node:path';
 import { Command } from 'commander';
 import {
   apiSocketPath,
@@ -70,7 +70,7 @@ export function clusterCommand(): Command {
           peerConfig.metrics.port ? `  metrics     http://127.0.0.1:${peerConfig.metrics.port}/metrics` : '',
           '',
           'Download through it:',
-          `  damselfly get https://example.com/file.bin -O /tmp/file.bin${socket === apiSocketPath(daemonConfigSchema.parse({})) ? '' : ` --socket ${socket}`}`,
+          `  ${selfCommand()} get https://example.com/file.bin -O /tmp/file.bin${socket === apiSocketPath(daemonConfigSchema.parse({})) ? '' : ` --socket ${socket}`}`,
           'Stop with Ctrl-C.',
           '',
         ]
@@ -85,4 +85,12 @@ export function clusterCommand(): Command {
         await scheduler.close();
       });
     });
+}
+
+/** How the user can run this binary again: `damselfly` when installed, else `node <path to main.js>`. */
+function selfCommand(): string {
+  const script = process.argv[1] ?? '';
+  if (basename(script) === 'damselfly') return 'damselfly';
+  const rel = relative(process.cwd(), script);
+  return `node ${rel.startsWith('..') ? script : rel}`;
 }

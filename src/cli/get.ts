@@ -104,21 +104,19 @@ async function errorOf(res: IncomingMessage): Promise<string> {
 async function download(req: DownloadApiRequest, socket: string, showProgress: boolean): Promise<string> {
   const res = await call(socket, 'POST', '/v1/downloads', req);
   if (res.statusCode !== 200) throw new UserError(await errorOf(res));
-  let bar: SingleBar | null = null;
+  const bar = showProgress ? new ProgressBar() : null;
   let done: Extract<DownloadEvent, { event: 'done' }> | null = null;
   try {
     for await (const line of createInterface({ input: res, crlfDelay: Infinity })) {
       if (!line) continue;
       const event = JSON.parse(line) as DownloadEvent;
-      if (event.event === 'progress' && showProgress && event.contentLength >= 0) {
-        bar ??= progressBar(event.contentLength);
-        bar.setTotal(event.contentLength);
-        bar.update(event.completedLength, { peers: peerShare(event.p2pBytes, event.sourceBytes) });
+      if (event.event === 'progress' && event.contentLength >= 0) {
+        bar?.show(event.completedLength, event.contentLength, event.p2pBytes, event.sourceBytes);
       } else if (event.event === 'error') {
         throw new UserError(event.message);
       } else if (event.event === 'done') {
         done = event;
-        bar?.update(event.contentLength, { peers: peerShare(event.p2pBytes, event.sourceBytes) });
+        bar?.show(event.contentLength, event.contentLength, event.p2pBytes, event.sourceBytes);
       }
     }
   } finally {
@@ -128,31 +126,38 @@ async function download(req: DownloadApiRequest, socket: string, showProgress: b
   return done.taskId;
 }
 
-function peerShare(p2p: number, source: number): string {
-  const total = p2p + source;
-  return total ? `${Math.round((p2p / total) * 100)}%` : '-';
-}
-
-function progressBar(total: number): SingleBar {
-  const bar = new SingleBar({
-    format: ' {bar} {percentage}% | {value_h}/{total_h} | {speed} | ETA {eta_formatted} | from peers {peers}',
+/** The terminal progress bar: bytes, rate, ETA and the share that came from peers. */
+class ProgressBar {
+  private readonly bar = new SingleBar({
+    format: ' {bar} {percentage}% | {done}/{size} | {speed} | ETA {eta_formatted} | from peers {peers}',
     hideCursor: true,
     stream: process.stderr,
-    formatValue: (v, _o, type) => (type === 'value' || type === 'total' ? humanBytes(v) : String(v)),
   });
-  const started = Date.now();
-  bar.start(total, 0, { peers: '-', speed: '', value_h: '0 B', total_h: humanBytes(total) });
-  const update = bar.update.bind(bar);
-  bar.update = ((value: number, payload?: object) => {
-    const rate = value / Math.max((Date.now() - started) / 1000, 0.001);
-    update(value, {
-      ...payload,
+  private readonly started = Date.now();
+  private running = false;
+
+  show(completed: number, total: number, p2pBytes: number, sourceBytes: number): void {
+    const rate = completed / Math.max((Date.now() - this.started) / 1000, 0.001);
+    const fetched = p2pBytes + sourceBytes;
+    const payload = {
+      done: humanBytes(completed),
+      size: humanBytes(total),
       speed: `${humanBytes(rate)}/s`,
-      value_h: humanBytes(value),
-      total_h: humanBytes(bar.getTotal()),
-    });
-  }) as typeof bar.update;
-  return bar;
+      peers: fetched ? `${Math.round((p2pBytes / fetched) * 100)}%` : '-',
+    };
+    if (!this.running) {
+      // Started once the size is known, so the bar never shows 100% of nothing.
+      this.bar.start(total, completed, payload);
+      this.running = true;
+    } else {
+      this.bar.setTotal(total);
+      this.bar.update(completed, payload);
+    }
+  }
+
+  stop(): void {
+    if (this.running) this.bar.stop();
+  }
 }
 
 function humanBytes(n: number): string {

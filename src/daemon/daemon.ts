@@ -100,7 +100,6 @@ export async function startDaemon(config: DaemonConfig, logger: Logger): Promise
 
   let metricsServer: Server | null = null;
   if (config.metrics.port > 0) {
-    metrics.registry.setDefaultLabels({});
     metricsServer = await startMetricsServer(metrics.registry, config.metrics.listen, config.metrics.port);
   }
   logger.info(

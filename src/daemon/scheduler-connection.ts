@@ -98,13 +98,6 @@ export class SchedulerConnection {
     }
   }
 
-  /** One immediate announce to every scheduler; resolves when all answered or failed. */
-  announceOnce(): Promise<void> {
-    return Promise.all(this.clients.map(({ address, client }) => this.announce(address, client))).then(
-      () => undefined,
-    );
-  }
-
   /** Announces to `client` first if it has not accepted our host yet (startup races, restarts). */
   async ensureAnnounced(client: SchedulerClient): Promise<void> {
     if (this.announced.has(client)) return;

@@ -45,14 +45,9 @@ const STATUS_TEXT: Record<number, string> = {
   504: 'Gateway Timeout',
 };
 
-async function send(
-  url: string,
-  headers: Headers,
-  signal?: AbortSignal,
-  method: 'GET' | 'HEAD' = 'GET',
-): Promise<Dispatcher.ResponseData> {
+async function send(url: string, headers: Headers, signal?: AbortSignal): Promise<Dispatcher.ResponseData> {
   try {
-    return await request(url, { method, headers, signal, dispatcher });
+    return await request(url, { method: 'GET', headers, signal, dispatcher });
   } catch (err) {
     if (signal?.aborted) throw err;
     throw new SourceError(`cannot reach origin for ${url}: ${(err as Error).message}`);

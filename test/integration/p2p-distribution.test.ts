@@ -79,6 +79,12 @@ describe('P2P distribution: one seed peer, five daemons, one 256 MiB file', () =
         sum(p2p) >= 0.8 * PEERS * SIZE,
         `p2p bytes across the peers ${sum(p2p)} < 0.8 × ${PEERS} × ${SIZE} (${perPeer})`,
       );
+      // Peers that start together must also feed each other, not only pull from the seed.
+      const uploaded = scrapes.map((m) => m.value('damselfly_upload_traffic_bytes_total'));
+      assert.ok(
+        sum(uploaded) > 0,
+        `no normal peer served another (uploads: ${uploaded.join(', ')}); all bytes came from the seed`,
+      );
     });
   });
 });

@@ -1,7 +1,6 @@
 import { createHash } from 'node:crypto';
 import { pipeline } from 'node:stream/promises';
 import { taskId as computeTaskId, parseDigest } from '../../task/index.js';
-import type { TaskStorage } from '../storage/index.js';
 import { DownloadError, type DownloadRequest, PeerTask, type PeerTaskDeps } from './peer-task.js';
 
 export interface DownloadHandle {
@@ -19,7 +18,7 @@ export class Downloads {
   private readonly running = new Map<string, { task: PeerTask; done: Promise<void> }>();
   private readonly abort = new AbortController();
 
-  constructor(private readonly deps: PeerTaskDeps & { storage: TaskStorage }) {}
+  constructor(private readonly deps: PeerTaskDeps) {}
 
   start(request: DownloadRequest): DownloadHandle {
     if (request.digest) parseDigest(request.digest);

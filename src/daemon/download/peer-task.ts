@@ -335,12 +335,14 @@ export class PeerTask extends EventEmitter {
     const abort = new AbortController();
     try {
       while (this.mode === 'p2p') {
-        if (this.layout && this.missing().length === 0 && this.fetches === 0) {
+        // One walk over the pieces per turn: picks below only move pieces into flight.
+        const missing = this.missing();
+        if (this.layout && missing.length === 0 && this.fetches === 0) {
           await this.finish(false);
           return;
         }
         while (this.fetches < this.deps.concurrentPieceCount) {
-          const pick = this.pickPiece() ?? this.pickSlowPiece();
+          const pick = this.pickPiece(missing) ?? this.pickSlowPiece();
           if (!pick) break;
           void this.fetchFromParent(pick.number, pick.parent, abort.signal);
         }
@@ -371,11 +373,11 @@ export class PeerTask extends EventEmitter {
    * peer's own random rotation, so peers that start together fetch different pieces and can trade).
    * Pieces only the seed holds go first, while the common ones come from other peers.
    */
-  private pickPiece(): { number: number; parent: Parent } | null {
+  private pickPiece(missing: number[]): { number: number; parent: Parent } | null {
     const { usable } = this.usableParents();
     if (usable.length === 0) return null;
     let best: { number: number; holders: Parent[] } | null = null;
-    for (const number of this.missing()) {
+    for (const number of missing) {
       if (this.inFlight.has(number) || !this.digests.has(number)) continue;
       const holders = usable.filter((p) => p.pieces.has(number));
       if (holders.length === 0 || (best && holders.length >= best.holders.length)) continue;

@@ -3,6 +3,7 @@ import { Command } from 'commander';
 import { clusterCommand } from './cluster.js';
 import { daemonCommand } from './daemon.js';
 import { getCommand } from './get.js';
+import { imageCommand } from './image.js';
 import { runMain } from './run.js';
 import { schedulerCommand } from './scheduler.js';
 
@@ -15,5 +16,6 @@ program.addCommand(schedulerCommand());
 program.addCommand(daemonCommand());
 program.addCommand(getCommand());
 program.addCommand(clusterCommand());
+program.addCommand(imageCommand());
 
 runMain(() => program.parseAsync(process.argv));

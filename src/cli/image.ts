@@ -1,0 +1,9 @@
+import { Command } from 'commander';
+
+/** `damselfly image …`: build, convert, inspect, check and unpack accelerated images. */
+export function imageCommand(): Command {
+  const image = new Command('image').description(
+    'build and convert accelerated images (EROFS bootstrap + deduplicated chunk blobs)',
+  );
+  return image;
+}

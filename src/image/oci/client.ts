@@ -1,0 +1,577 @@
+import type { Readable } from 'node:stream';
+import type { Logger } from '../../observability/index.js';
+import { readExactly, ShortBodyError } from '../../source/index.js';
+import type { AccessScope } from './auth.js';
+import { BlobUploader, DEFAULT_UPLOAD_CHUNK, pushScopes } from './blob-upload.js';
+import type { CredentialStore } from './credentials.js';
+import { digestLike, parseContentDigest, sha256Digest } from './digest.js';
+import {
+  DigestMismatchError,
+  ManifestInvalidError,
+  PlatformNotFoundError,
+  RegistryError,
+  UnsupportedMediaTypeError,
+} from './errors.js';
+import { type ImageIndex, type ImageManifest, MAX_MANIFEST_BYTES, parseManifest } from './manifest.js';
+import {
+  type ImageIndexMediaType,
+  type ImageManifestMediaType,
+  isImageManifestMediaType,
+  MANIFEST_ACCEPT,
+} from './media-types.js';
+import { choosePlatform, formatPlatform, hostPlatform, type Platform, parsePlatform } from './platform.js';
+import { formatReference, type ImageReference, manifestReference, withDigest } from './reference.js';
+import { registryErrorFrom } from './registry-error-response.js';
+import { type RegistryResponse, RegistryTransport } from './registry-transport.js';
+import { DEFAULT_RETRY_POLICY, type RetryPolicy } from './retry-policy.js';
+import { verifiedBlobStream } from './verified-blob-stream.js';
+
+export interface RegistryClientOptions {
+  /**
+   * Speak plain http instead of https. Default: plain http for loopback registries (`localhost`,
+   * `127.x.x.x`, `[::1]`), https for everything else. There is never a silent fallback between the two.
+   */
+  plainHttp?: boolean;
+  credentials?: CredentialStore;
+  /** Retries after the first attempt for 5xx, 429 and connection failures (default 4). */
+  retries?: number;
+  userAgent?: string;
+  /** Bytes per PATCH of a chunked upload (default 16 MiB). */
+  uploadChunkSize?: number;
+  /** Where retries are reported (never with credentials or query strings). */
+  logger?: Logger;
+}
+
+interface FetchedManifestBase {
+  digest: string;
+  bytes: Buffer;
+}
+
+export type FetchedImageManifest = FetchedManifestBase & {
+  kind: 'manifest';
+  mediaType: ImageManifestMediaType;
+  json: ImageManifest;
+};
+export type FetchedImageIndex = FetchedManifestBase & {
+  kind: 'index';
+  mediaType: ImageIndexMediaType;
+  json: ImageIndex;
+};
+/** A manifest or index as fetched: the exact bytes (digest-verified) and their validated JSON. */
+export type FetchedManifest = FetchedImageManifest | FetchedImageIndex;
+
+export interface ResolvedImage {
+  manifest: ImageManifest;
+  manifestDigest: string;
+  manifestMediaType: ImageManifestMediaType;
+  manifestBytes: Buffer;
+  config: Buffer;
+  configDigest: string;
+  /** The index or manifest list the manifest was chosen from, when the reference named one. */
+  index?: FetchedManifest;
+  /** The index entry's platform, when chosen from an index. */
+  platform?: Platform;
+}
+
+export interface ManifestHead {
+  digest: string;
+  mediaType: string;
+  size: number;
+}
+
+/** readBlob is for configs and other small blobs: bigger ones must be streamed. */
+export const MAX_IN_MEMORY_BLOB = 128 * 1024 * 1024;
+
+function pullScopes(ref: ImageReference): AccessScope[] {
+  return [{ repository: ref.repository, actions: ['pull'] }];
+}
+
+function signalOf(signal: AbortSignal | undefined): { signal?: AbortSignal } {
+  return signal ? { signal } : {};
+}
+
+function blobSubject(ref: ImageReference, digest: string): string {
+  return `${ref.registry}/${ref.repository}@${digest}`;
+}
+
+/**
+ * A client for the OCI distribution API (and Docker Registry v2): manifests, blobs (streamed and
+ * verified, ranged, pushed in chunks, mounted across repositories), with authentication and retries.
+ */
+export class RegistryClient {
+  private readonly transport: RegistryTransport;
+  private readonly policy: RetryPolicy;
+  private readonly uploader: BlobUploader;
+
+  constructor(options: RegistryClientOptions = {}) {
+    this.policy = {
+      ...DEFAULT_RETRY_POLICY,
+      ...(options.retries !== undefined ? { retries: options.retries } : {}),
+    };
+    this.transport = new RegistryTransport({
+      policy: this.policy,
+      userAgent: options.userAgent ?? 'damselfly',
+      ...(options.plainHttp !== undefined ? { plainHttp: options.plainHttp } : {}),
+      ...(options.credentials ? { credentials: options.credentials } : {}),
+      ...(options.logger ? { logger: options.logger } : {}),
+    });
+    this.uploader = new BlobUploader(this.transport, {
+      chunkSize: options.uploadChunkSize ?? DEFAULT_UPLOAD_CHUNK,
+      policy: this.policy,
+      fail: (res, subject, registry) => this.fail(res, subject, registry),
+    });
+  }
+
+  /** Fetches a manifest or index by tag or digest; content fetched by digest is verified against it. */
+  async getManifest(ref: ImageReference, signal?: AbortSignal): Promise<FetchedManifest> {
+    const subject = formatReference(ref);
+    const res = await this.transport.send({
+      registry: ref.registry,
+      method: 'GET',
+      target: `/v2/${ref.repository}/manifests/${manifestReference(ref)}`,
+      scopes: pullScopes(ref),
+      headers: { accept: MANIFEST_ACCEPT.join(', ') },
+      ...signalOf(signal),
+    });
+    if (res.statusCode !== 200) await this.fail(res, subject, ref.registry);
+    const bytes = await readManifestBody(res, subject);
+    const digest = manifestDigest(ref, bytes, res.headers['docker-content-digest'], subject);
+    const parsed = parseManifest(bytes, headerValue(res.headers['content-type']), `manifest ${subject}`);
+    return { ...parsed, digest, bytes } as FetchedManifest;
+  }
+
+  /** Digest, media type and size of a manifest without its body; null if the registry has none. */
+  async headManifest(ref: ImageReference, signal?: AbortSignal): Promise<ManifestHead | null> {
+    const subject = formatReference(ref);
+    const res = await this.transport.send({
+      registry: ref.registry,
+      method: 'HEAD',
+      target: `/v2/${ref.repository}/manifests/${manifestReference(ref)}`,
+      scopes: pullScopes(ref),
+      headers: { accept: MANIFEST_ACCEPT.join(', ') },
+      ...signalOf(signal),
+    });
+    res.body.resume();
+    if (res.statusCode === 404) return null;
+    if (res.statusCode !== 200) await this.fail(res, subject, ref.registry);
+    const digest = headerValue(res.headers['docker-content-digest']) ?? ref.digest;
+    if (!digest)
+      throw new RegistryError(`registry sent no Docker-Content-Digest: ${subject}`, 'DIGEST_MISSING', 200);
+    parseContentDigest(digest);
+    if (ref.digest && digest !== ref.digest)
+      throw new DigestMismatchError(ref.digest, digest, `manifest ${subject}`);
+    const mediaType = headerValue(res.headers['content-type'])?.split(';')[0]?.trim() ?? '';
+    return { digest, mediaType, size: contentLength(res) ?? -1 };
+  }
+
+  /**
+   * The image manifest and config for one platform (`os/arch[/variant]`, default this host's): an index
+   * or manifest list is followed to its best entry for the platform.
+   */
+  async resolveImage(ref: ImageReference, platform?: string, signal?: AbortSignal): Promise<ResolvedImage> {
+    const top = await this.getManifest(ref, signal);
+    const { image, chosen } =
+      top.kind === 'index'
+        ? await this.followIndex(ref, top, platform, signal)
+        : { image: top, chosen: undefined };
+    const configDescriptor = image.json.config;
+    const config = await this.readBlob(ref, configDescriptor.digest, signal);
+    if (config.length !== configDescriptor.size) {
+      throw new ManifestInvalidError(
+        `config ${configDescriptor.digest} of ${formatReference(ref)} has ${config.length} bytes, manifest says ${configDescriptor.size}`,
+      );
+    }
+    return {
+      manifest: image.json,
+      manifestDigest: image.digest,
+      manifestMediaType: image.mediaType,
+      manifestBytes: image.bytes,
+      config,
+      configDigest: configDescriptor.digest,
+      ...(top.kind === 'index' ? { index: top } : {}),
+      ...(chosen ? { platform: chosen } : {}),
+    };
+  }
+
+  private async followIndex(
+    ref: ImageReference,
+    index: FetchedImageIndex,
+    platform: string | undefined,
+    signal?: AbortSignal,
+  ): Promise<{ image: FetchedImageManifest; chosen: Platform | undefined }> {
+    const wanted = platform ? parsePlatform(platform) : hostPlatform();
+    const entry = pickIndexEntry(index.json, wanted, formatReference(ref));
+    const image = await this.getManifest(withDigest(ref, entry.digest), signal);
+    if (image.kind !== 'manifest') {
+      throw new ManifestInvalidError(
+        `index entry ${entry.digest} of ${formatReference(ref)} is itself an index`,
+      );
+    }
+    return { image, chosen: entry.platform };
+  }
+
+  /**
+   * Streams a blob. The stream errors (DigestMismatchError) instead of ending when the bytes do not
+   * hash to `digest`; a connection lost mid-body is resumed with a Range request.
+   */
+  async blobStream(ref: ImageReference, digest: string, signal?: AbortSignal): Promise<Readable> {
+    parseContentDigest(digest);
+    const subject = blobSubject(ref, digest);
+    // Open the first response here so that "blob unknown" and auth errors reject this call.
+    const first = await this.openBlobAt(ref, digest, 0, signal);
+    let opened = false;
+    const open = async (offset: number) => {
+      if (!opened && offset === 0) {
+        opened = true;
+        return first;
+      }
+      return this.openBlobAt(ref, digest, offset, signal);
+    };
+    return verifiedBlobStream(open, digest, `blob ${subject}`, this.policy, signal);
+  }
+
+  /** A small blob (a config), verified, in memory. */
+  async readBlob(ref: ImageReference, digest: string, signal?: AbortSignal): Promise<Buffer> {
+    const stream = await this.blobStream(ref, digest, signal);
+    const chunks: Buffer[] = [];
+    let total = 0;
+    for await (const chunk of stream as AsyncIterable<Buffer>) {
+      total += chunk.length;
+      if (total > MAX_IN_MEMORY_BLOB) {
+        stream.destroy();
+        throw new RegistryError(
+          `blob ${blobSubject(ref, digest)} is larger than ${MAX_IN_MEMORY_BLOB} bytes; stream it instead`,
+          'BLOB_TOO_LARGE',
+          200,
+        );
+      }
+      chunks.push(chunk);
+    }
+    return Buffer.concat(chunks, total);
+  }
+
+  /**
+   * Bytes [offset, offset + length) of a blob with one Range request. They cannot be checked against
+   * the blob digest: callers verify what they read (chunk digests).
+   */
+  async readBlobRange(
+    ref: ImageReference,
+    digest: string,
+    offset: number,
+    length: number,
+    signal?: AbortSignal,
+  ): Promise<Buffer> {
+    parseContentDigest(digest);
+    if (!Number.isSafeInteger(offset) || offset < 0 || !Number.isSafeInteger(length) || length < 0) {
+      throw new RangeError(`invalid blob range offset=${offset} length=${length}`);
+    }
+    if (length === 0) return Buffer.alloc(0);
+    const subject = blobSubject(ref, digest);
+    const end = offset + length - 1;
+    const res = await this.getBlob(ref, digest, { range: `bytes=${offset}-${end}` }, signal);
+    if (res.statusCode !== 206) {
+      if (res.statusCode === 200) {
+        res.body.destroy();
+        throw new RegistryError(`registry ignored the Range request: ${subject}`, 'RANGE_UNSUPPORTED', 200);
+      }
+      await this.fail(res, `${subject} bytes ${offset}-${end}`, ref.registry);
+    }
+    checkContentRange(res, offset, end, subject);
+    try {
+      return await readExactly(res.body, length);
+    } catch (err) {
+      if (err instanceof ShortBodyError)
+        throw new RegistryError(`${subject}: ${err.message}`, 'SHORT_BODY', 206);
+      throw err;
+    }
+  }
+
+  /** `{ size }` if the repository has the blob, else null. */
+  async hasBlob(ref: ImageReference, digest: string, signal?: AbortSignal): Promise<{ size: number } | null> {
+    parseContentDigest(digest);
+    const res = await this.transport.send({
+      registry: ref.registry,
+      method: 'HEAD',
+      target: `/v2/${ref.repository}/blobs/${digest}`,
+      scopes: pullScopes(ref),
+      followRedirects: true,
+      ...signalOf(signal),
+    });
+    res.body.resume();
+    if (res.statusCode === 404) return null;
+    if (res.statusCode !== 200) await this.fail(res, blobSubject(ref, digest), ref.registry);
+    const size = contentLength(res);
+    if (size === undefined) {
+      throw new RegistryError(
+        `registry sent no Content-Length: ${blobSubject(ref, digest)}`,
+        'SIZE_MISSING',
+        200,
+      );
+    }
+    return { size };
+  }
+
+  /**
+   * Uploads a blob unless the repository already has it. `open` is called for each attempt (a failed
+   * upload restarts from the beginning) and must give exactly `size` bytes hashing to `digest`.
+   */
+  async pushBlob(
+    ref: ImageReference,
+    digest: string,
+    size: number,
+    open: () => Readable,
+    signal?: AbortSignal,
+  ): Promise<void> {
+    parseContentDigest(digest);
+    if (!Number.isSafeInteger(size) || size < 0) throw new RangeError(`invalid blob size ${size}`);
+    const existing = await this.hasBlob(ref, digest, signal);
+    if (existing) {
+      if (existing.size !== size) {
+        throw new RegistryError(
+          `registry has ${blobSubject(ref, digest)} with ${existing.size} bytes, not ${size}`,
+          'SIZE_MISMATCH',
+          200,
+        );
+      }
+      return;
+    }
+    await this.uploader.upload({ ref, digest, size, open, ...signalOf(signal) });
+  }
+
+  /** Links a blob from another repository of the same registry; false if the registry will not. */
+  async mountBlob(
+    ref: ImageReference,
+    fromRepository: string,
+    digest: string,
+    signal?: AbortSignal,
+  ): Promise<boolean> {
+    parseContentDigest(digest);
+    const query = new URLSearchParams({ mount: digest, from: fromRepository });
+    const res = await this.transport.send({
+      registry: ref.registry,
+      method: 'POST',
+      target: `/v2/${ref.repository}/blobs/uploads/?${query}`,
+      scopes: [...pushScopes(ref), { repository: fromRepository, actions: ['pull'] }],
+      headers: { 'content-length': '0' },
+      ...signalOf(signal),
+    });
+    res.body.resume();
+    if (res.statusCode === 201) return true;
+    if (res.statusCode === 202) {
+      // The registry opened an ordinary upload instead: close it again.
+      await this.deleteUpload(ref, res);
+      return false;
+    }
+    if ([401, 403, 404].includes(res.statusCode)) return false;
+    return this.fail(
+      res,
+      `mount of ${digest} from ${fromRepository} into ${ref.registry}/${ref.repository}`,
+      ref.registry,
+    );
+  }
+
+  /** Stores a manifest under a tag or digest; returns its digest (checked against the registry's). */
+  async putManifest(
+    ref: ImageReference,
+    reference: string,
+    mediaType: string,
+    bytes: Buffer,
+    signal?: AbortSignal,
+  ): Promise<string> {
+    if (bytes.length > MAX_MANIFEST_BYTES) {
+      throw new ManifestInvalidError(`manifest is larger than ${MAX_MANIFEST_BYTES} bytes`);
+    }
+    const digest = reference.includes(':') ? digestLike(reference, bytes) : sha256Digest(bytes);
+    if (reference.includes(':') && digest !== reference) {
+      throw new DigestMismatchError(reference, digest, `manifest for ${ref.registry}/${ref.repository}`);
+    }
+    const subject = `${ref.registry}/${ref.repository}${reference.includes(':') ? '@' : ':'}${reference}`;
+    const res = await this.transport.send({
+      registry: ref.registry,
+      method: 'PUT',
+      target: `/v2/${ref.repository}/manifests/${reference}`,
+      scopes: pushScopes(ref),
+      headers: { 'content-type': mediaType, 'content-length': String(bytes.length) },
+      body: bytes,
+      ...signalOf(signal),
+    });
+    if (res.statusCode !== 201) await this.fail(res, subject, ref.registry);
+    res.body.resume();
+    const stored = headerValue(res.headers['docker-content-digest']);
+    // Only comparable when the registry hashed with the same algorithm.
+    if (stored?.startsWith(digest.slice(0, digest.indexOf(':') + 1)) && stored !== digest) {
+      throw new DigestMismatchError(digest, stored, `manifest ${subject} as stored by the registry`);
+    }
+    return digest;
+  }
+
+  async close(): Promise<void> {
+    await this.transport.close();
+  }
+
+  private getBlob(
+    ref: ImageReference,
+    digest: string,
+    headers: Record<string, string>,
+    signal?: AbortSignal,
+  ): Promise<RegistryResponse> {
+    return this.transport.send({
+      registry: ref.registry,
+      method: 'GET',
+      target: `/v2/${ref.repository}/blobs/${digest}`,
+      scopes: pullScopes(ref),
+      headers,
+      followRedirects: true,
+      ...signalOf(signal),
+    });
+  }
+
+  /** The blob body from `offset` on: a Range request, or a whole body with the head skipped. */
+  private async openBlobAt(ref: ImageReference, digest: string, offset: number, signal?: AbortSignal) {
+    const subject = blobSubject(ref, digest);
+    const res = await this.getBlob(ref, digest, offset > 0 ? { range: `bytes=${offset}-` } : {}, signal);
+    if (res.statusCode === 206 && offset > 0) {
+      const start = /^bytes (\d+)-/.exec(headerValue(res.headers['content-range']) ?? '');
+      if (start && Number(start[1]) === offset) return res.body;
+      res.body.destroy();
+      throw new RegistryError(`registry resumed at the wrong offset: ${subject}`, 'RANGE_INVALID', 206);
+    }
+    if (res.statusCode !== 200) await this.fail(res, subject, ref.registry);
+    return offset > 0 ? skipBytes(res.body, offset) : res.body;
+  }
+
+  private async deleteUpload(ref: ImageReference, res: RegistryResponse): Promise<void> {
+    const location = headerValue(res.headers.location);
+    if (!location) return;
+    try {
+      const cancel = await this.transport.send({
+        registry: ref.registry,
+        method: 'DELETE',
+        target: new URL(location, res.url).href,
+        scopes: pushScopes(ref),
+        retry: false,
+      });
+      cancel.body.resume();
+    } catch {
+      // An abandoned upload session expires on its own.
+    }
+  }
+
+  /** Throws the error an unexpected answer deserves (a clear 401, or the registry's own error). */
+  private async fail(res: RegistryResponse, subject: string, registry: string): Promise<never> {
+    if (res.statusCode === 401) {
+      res.body.destroy();
+      throw await this.transport.unauthorized(registry, subject);
+    }
+    throw await registryErrorFrom(res, subject);
+  }
+}
+
+function headerValue(value: string | string[] | undefined): string | undefined {
+  return Array.isArray(value) ? value[0] : value;
+}
+
+function contentLength(res: RegistryResponse): number | undefined {
+  const value = headerValue(res.headers['content-length']);
+  if (value === undefined || !/^\d+$/.test(value)) return undefined;
+  const n = Number(value);
+  return Number.isSafeInteger(n) ? n : undefined;
+}
+
+async function readManifestBody(res: RegistryResponse, subject: string): Promise<Buffer> {
+  const declared = contentLength(res);
+  if (declared !== undefined && declared > MAX_MANIFEST_BYTES) {
+    res.body.destroy();
+    throw new ManifestInvalidError(`manifest ${subject} is larger than ${MAX_MANIFEST_BYTES} bytes`);
+  }
+  const chunks: Buffer[] = [];
+  let total = 0;
+  for await (const chunk of res.body as AsyncIterable<Buffer>) {
+    total += chunk.length;
+    if (total > MAX_MANIFEST_BYTES) {
+      res.body.destroy();
+      throw new ManifestInvalidError(`manifest ${subject} is larger than ${MAX_MANIFEST_BYTES} bytes`);
+    }
+    chunks.push(chunk);
+  }
+  return Buffer.concat(chunks, total);
+}
+
+/**
+ * The digest of fetched manifest bytes. Fetched by digest: they must hash to it. Fetched by tag: we
+ * compute it ourselves, and a registry claiming a different Docker-Content-Digest is not believed.
+ */
+function manifestDigest(
+  ref: ImageReference,
+  bytes: Buffer,
+  header: string | string[] | undefined,
+  subject: string,
+) {
+  const what = `manifest ${subject}`;
+  if (ref.digest) {
+    const actual = digestLike(ref.digest, bytes);
+    if (actual !== ref.digest) throw new DigestMismatchError(ref.digest, actual, what);
+    return ref.digest;
+  }
+  const computed = sha256Digest(bytes);
+  const claimed = headerValue(header);
+  if (claimed) {
+    let actual: string | undefined;
+    try {
+      actual = digestLike(claimed, bytes);
+    } catch {
+      actual = undefined; // an unparseable header is not evidence of anything
+    }
+    if (actual !== undefined && actual !== claimed) throw new DigestMismatchError(claimed, actual, what);
+  }
+  return computed;
+}
+
+function pickIndexEntry(index: ImageIndex, wanted: Platform, subject: string) {
+  const candidates = index.manifests.map((m) =>
+    isImageManifestMediaType(m.mediaType) ? m.platform : undefined,
+  );
+  const chosen = choosePlatform(wanted, candidates);
+  if (chosen < 0) {
+    const available = index.manifests
+      .filter((m) => m.platform && isImageManifestMediaType(m.mediaType))
+      .map((m) => formatPlatform(m.platform!));
+    if (index.manifests.length > 0 && available.length === 0) {
+      const other = index.manifests[0]!.mediaType;
+      if (!isImageManifestMediaType(other))
+        throw new UnsupportedMediaTypeError(other, `entry of index ${subject}`);
+    }
+    throw new PlatformNotFoundError(formatPlatform(wanted), available, subject);
+  }
+  return index.manifests[chosen]!;
+}
+
+function checkContentRange(res: RegistryResponse, start: number, end: number, subject: string): void {
+  const m = /^bytes (\d+)-(\d+)\/(\d+|\*)$/.exec(headerValue(res.headers['content-range'])?.trim() ?? '');
+  if (!m || Number(m[1]) !== start || Number(m[2]) !== end) {
+    res.body.destroy();
+    throw new RegistryError(
+      `registry answered a different range than bytes ${start}-${end} asked for: ${subject}`,
+      'RANGE_INVALID',
+      206,
+    );
+  }
+}
+
+/** Drops the first `count` bytes of a body (a registry that answered a resume with the whole blob). */
+async function* skipBytesGenerator(body: AsyncIterable<Buffer>, count: number): AsyncGenerator<Buffer> {
+  let left = count;
+  for await (const chunk of body) {
+    if (left >= chunk.length) {
+      left -= chunk.length;
+      continue;
+    }
+    yield left > 0 ? chunk.subarray(left) : chunk;
+    left = 0;
+  }
+}
+
+function skipBytes(body: RegistryResponse['body'], count: number) {
+  const iterable = skipBytesGenerator(body, count);
+  return Object.assign(iterable, { destroy: () => body.destroy() });
+}

@@ -166,6 +166,16 @@ export class SyntheticImage {
   }
 }
 
+/**
+ * Names whose directory (with `.` and `..`) fills one 4 KiB block to the last byte, so it is
+ * stored FLAT_PLAIN with no tail: 27 bytes for the dots, then 15 × (12 + 245) + (12 + 202).
+ */
+export function namesFillingOneBlock(): string[] {
+  const names = Array.from({ length: 15 }, (_, i) => `f${String(i).padStart(2, '0')}`.padEnd(245, 'x'));
+  names.push('g'.padEnd(202, 'y'));
+  return names;
+}
+
 /** Why kernel EROFS tests cannot run here, or undefined when they can. */
 export async function erofsUnavailable(): Promise<string | undefined> {
   if (process.getuid?.() !== 0) return 'needs root (loop devices and mount)';

@@ -11,7 +11,7 @@ import {
   newDirectory,
   type TreeNode,
 } from '../../src/image/format/index.js';
-import { attributes, SyntheticImage } from '../helpers/erofs.js';
+import { attributes, namesFillingOneBlock, SyntheticImage } from '../helpers/erofs.js';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -224,6 +224,64 @@ describe('bootstrap format: round trip', () => {
     assert.equal(big.children.size, 5001);
     const names = [...big.children.keys()].map((n) => Buffer.from(n));
     for (let i = 1; i < names.length; i++) assert.ok(Buffer.compare(names[i - 1]!, names[i]!) < 0);
+  });
+});
+
+describe('bootstrap format: layout', () => {
+  /** i_format layout (bits 1-3) and i_size of the inode for `path`. */
+  function inodeShape(bytes: Buffer, path: string): { layout: number; size: number; offsetInBlock: number } {
+    const decoded = decodeBootstrap(bytes);
+    const at =
+      decoded.superblock.metaBlkaddr * 4096 + decoded.nidOf.get(child(decoded.image.root, path))! * 32;
+    return {
+      layout: bytes.readUInt16LE(at) >> 1,
+      size: Number(bytes.readBigUInt64LE(at + 8)),
+      offsetInBlock: at % 4096,
+    };
+  }
+
+  it('stores a directory that fills its block exactly as FLAT_PLAIN', () => {
+    const s = new SyntheticImage(4096, 1);
+    for (const name of namesFillingOneBlock()) s.file(`/full/${name}`, Buffer.alloc(0));
+    const bytes = encodeBootstrap(s.build().image);
+    const { layout, size } = inodeShape(bytes, '/full');
+    assert.deepEqual({ layout, size }, { layout: 0, size: 4096 });
+  });
+
+  it('inlines tails, moving the inode to a fresh block when the tail would cross one', () => {
+    const s = new SyntheticImage(4096, 1);
+    s.symlink('/a', 'short');
+    s.symlink('/b', 'y'.repeat(4000));
+    s.symlink('/c', 'z'.repeat(4095));
+    const bytes = encodeBootstrap(s.build().image);
+    assert.equal(inodeShape(bytes, '/a').layout, 2);
+    assert.deepEqual(inodeShape(bytes, '/b'), { layout: 2, size: 4000, offsetInBlock: 0 });
+    assert.equal(inodeShape(bytes, '/c').layout, 0, 'a 4095-byte target cannot share a block with its inode');
+  });
+
+  it('encodes a root with nothing in it', () => {
+    const image: ImageBootstrap = {
+      root: newDirectory(),
+      chunkSize: MiB,
+      blobs: [],
+      chunks: [],
+      prefetch: ['/'],
+    };
+    const decoded = decodeBootstrap(encodeBootstrap(image));
+    assert.deepStrictEqual(decoded.image, image);
+    assert.equal(decoded.superblock.inos, 1);
+  });
+
+  it('stores prefetch entries as nids: a hard link reads back under its first name', () => {
+    const s = new SyntheticImage(4096, 1);
+    const file = s.file('/a/file', Buffer.from('x'));
+    s.add('/z/link', file);
+    const decoded = decodeBootstrap(encodeBootstrap(s.build(['/z/link', '/a']).image));
+    assert.deepEqual(decoded.image.prefetch, ['/a/file', '/a']);
+    assert.deepEqual(decoded.prefetchNids, [
+      decoded.nidOf.get(child(decoded.image.root, '/a/file')),
+      decoded.nidOf.get(child(decoded.image.root, '/a')),
+    ]);
   });
 });
 

@@ -54,6 +54,7 @@ interface InodeCore {
 }
 
 const utf8 = new TextDecoder('utf-8', { fatal: true });
+const NO_DATA = Buffer.alloc(0);
 
 export class InodeReader {
   private budget: number;
@@ -69,40 +70,25 @@ export class InodeReader {
 
   read(nid: number): DecodedInode {
     const core = this.readCore(nid);
-    const empty = Buffer.alloc(0);
+    const node = this.nodeOf(core);
+    const directoryData = core.kind === 'directory' ? this.readDirectoryData(core) : NO_DATA;
+    return { nid, node, nlink: core.nlink, directoryData };
+  }
+
+  private nodeOf(core: InodeCore): TreeNode {
+    const attributes = core.attributes;
     switch (core.kind) {
       case 'file':
-        return {
-          nid,
-          node: { kind: 'file', ...core.attributes, size: core.size, chunks: this.readChunks(core) },
-          nlink: core.nlink,
-          directoryData: empty,
-        };
+        return { kind: 'file', ...attributes, size: core.size, chunks: this.readChunks(core) };
       case 'directory':
-        check(core.size > 0, () => `${core.where}: directory of size 0 (it needs . and ..)`);
-        return {
-          nid,
-          node: { kind: 'directory', ...core.attributes, children: new Map() },
-          nlink: core.nlink,
-          directoryData: this.readFlatData(core),
-        };
+        return { kind: 'directory', ...attributes, children: new Map() };
       case 'symlink':
-        return {
-          nid,
-          node: { kind: 'symlink', ...core.attributes, target: this.readSymlinkTarget(core) },
-          nlink: core.nlink,
-          directoryData: empty,
-        };
+        return { kind: 'symlink', ...attributes, target: this.readSymlinkTarget(core) };
       case 'char':
       case 'block': {
         this.checkNoData(core);
         const { major, minor } = decodeDevice(core.iu);
-        return {
-          nid,
-          node: { kind: core.kind, ...core.attributes, rdevMajor: major, rdevMinor: minor },
-          nlink: core.nlink,
-          directoryData: empty,
-        };
+        return { kind: core.kind, ...attributes, rdevMajor: major, rdevMinor: minor };
       }
       default:
         this.checkNoData(core);
@@ -110,13 +96,13 @@ export class InodeReader {
           core.iu === 0,
           () => `${core.where}: ${core.kind} with i_u 0x${core.iu.toString(16)}, expected 0`,
         );
-        return {
-          nid,
-          node: { kind: core.kind, ...core.attributes },
-          nlink: core.nlink,
-          directoryData: empty,
-        };
+        return { kind: core.kind, ...attributes };
     }
+  }
+
+  private readDirectoryData(core: InodeCore): Buffer {
+    check(core.size > 0, () => `${core.where}: directory of size 0 (it needs . and ..)`);
+    return this.readFlatData(core);
   }
 
   private readCore(nid: number): InodeCore {

@@ -421,6 +421,10 @@ describe('bootstrap format: invalid input', () => {
     v.file('/m', Buffer.from('m'), { mode: 0o100644 });
     rejects(v.build().image, /\/m: mode 0o100644 has bits outside 0o7777/);
     rejects(tiny().build(['/nope']).image, /prefetch path "\/nope" is not in the image/);
+    const deep = tiny();
+    const deepPath = `/${Array.from({ length: 17 }, (_, i) => String(i).padEnd(255, 'd')).join('/')}`;
+    deep.file(deepPath, Buffer.from('deep'));
+    rejects(deep.build([deepPath]).image, /is longer than 4095 bytes/);
     const w = tiny();
     w.symlink('/s', '');
     rejects(w.build().image, /symlink target must be 1 to 4095 bytes/);

@@ -8,6 +8,7 @@
  */
 
 import { readPrefetchRecord } from './damselfly-tables.js';
+import { MAX_PATH_LENGTH } from './erofs-layout.js';
 import { BootstrapFormatError } from './errors.js';
 import type { ExtensionHeader } from './extension-header.js';
 import { check, fail } from './format-check.js';
@@ -28,9 +29,6 @@ export interface DecodedBootstrap {
   /** Device-table slots in blob order (slot k + 1 = blob k). */
   devices: DeviceSlot[];
 }
-
-/** Longest prefetch path rebuilt from the tree (Linux PATH_MAX without the NUL). */
-const MAX_PATH_LENGTH = 4095;
 
 export function decodeBootstrap(bytes: Buffer): DecodedBootstrap {
   if (!Buffer.isBuffer(bytes)) throw new BootstrapFormatError('bootstrap is not a Buffer');

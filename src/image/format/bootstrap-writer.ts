@@ -26,6 +26,7 @@ import {
   FEATURE_INCOMPAT_CHUNKED_FILE,
   FEATURE_INCOMPAT_DEVICE_TABLE,
   INODE_SLOT_SIZE,
+  MAX_PATH_LENGTH,
   NULL_ADDR,
 } from './erofs-layout.js';
 import { InvalidImageError } from './errors.js';
@@ -185,6 +186,10 @@ function writeTables(out: Buffer, image: ImageBootstrap, regions: Regions, prefe
   }
 }
 
+/**
+ * The nid of each prefetch path. The table stores nids, so a path reads back as the node's first
+ * path (breadth-first, name order): that path must fit in PATH_MAX.
+ */
 function resolvePrefetch(
   image: ImageBootstrap,
   inodes: PlannedInode[],
@@ -192,7 +197,15 @@ function resolvePrefetch(
 ): number[] {
   if (!Array.isArray(image.prefetch)) throw new InvalidImageError('prefetch is not an array');
   const byNode = new Map<TreeNode, PlannedInode>(inodes.map((inode) => [inode.node, inode]));
-  return image.prefetch.map((path) => nids.get(byNode.get(lookUpPath(image, path))!)!);
+  return image.prefetch.map((path) => {
+    const inode = byNode.get(lookUpPath(image, path))!;
+    if (Buffer.byteLength(inode.path) > MAX_PATH_LENGTH) {
+      throw new InvalidImageError(
+        `prefetch path ${JSON.stringify(path)}: ${inode.path} is longer than ${MAX_PATH_LENGTH} bytes`,
+      );
+    }
+    return nids.get(inode)!;
+  });
 }
 
 function lookUpPath(image: ImageBootstrap, path: string): TreeNode {

@@ -95,6 +95,8 @@ export const DIRENT_SIZE = 12;
 export const MAX_NAME_LENGTH = 255;
 /** Linux readlink limit (PATH_MAX without the NUL). */
 export const MAX_SYMLINK_LENGTH = 4095;
+/** Longest prefetch path (PATH_MAX without the NUL): what one open() can name. */
+export const MAX_PATH_LENGTH = 4095;
 
 export const S_IFMT = 0o170000;
 export const S_IFSOCK = 0o140000;

@@ -8,13 +8,24 @@
  * back to back (`compressedOffset` advances by the stored size). With compressor `none` the file
  * *is* the uncompressed layout: compressedOffset = uncompressedOffset, zeros between chunks and up
  * to the next 4 KiB at the end.
+ *
+ * Pipeline: hashing and the dedup decision happen in order on the calling thread (so indexes and
+ * layout are deterministic); new chunks are then encoded off-thread, a few at a time, and appended
+ * in order as their encodings arrive, so reading, hashing, compressing and writing overlap.
  */
 import { createHash } from 'node:crypto';
 import type { Readable } from 'node:stream';
-import { BLOCK_SIZE, type BlobInfo, type Compressor, isValidChunkSize } from '../format/index.js';
+import {
+  BLOCK_SIZE,
+  type BlobInfo,
+  type ChunkInfo,
+  type Compressor,
+  isValidChunkSize,
+} from '../format/index.js';
 import { BlobFile, type CommittedBlobFile } from './blob-file.js';
 import type { ChunkDictionary } from './chunk-dictionary.js';
-import { compressChunk, DEFAULT_ZSTD_LEVEL, isCompressor, prepareCompressor } from './compression.js';
+import { type ChunkEncoder, createChunkEncoder } from './chunk-encoder.js';
+import { DEFAULT_ZSTD_LEVEL, isCompressor } from './compression.js';
 import { ImageBuildError } from './errors.js';
 
 /** What chunks a file: content in, one chunk index (or null for a hole) per chunk slot out. */
@@ -34,6 +45,9 @@ export interface BlobBuilderOptions {
 }
 
 const alignUp = (n: number) => Math.ceil(n / BLOCK_SIZE) * BLOCK_SIZE;
+
+/** New chunks being encoded or written at once, beyond which chunking waits. */
+const CHUNKS_IN_FLIGHT = 8;
 
 let zeros = Buffer.alloc(0);
 
@@ -58,10 +72,14 @@ export class BlobBuilder {
   private compressedEnd = 0;
   private chunkCount = 0;
   private committed: CommittedBlobFile | null = null;
+  /** Appends of new chunks, chained in blob order; the oldest are awaited for backpressure. */
+  private appended: Promise<void> = Promise.resolve();
+  private readonly inFlight: Array<Promise<void>> = [];
 
   private constructor(
     private readonly options: Required<Omit<BlobBuilderOptions, 'signal'>> & { signal?: AbortSignal },
     private readonly file: BlobFile,
+    private readonly encoder: ChunkEncoder,
     /** This blob's slot in the dictionary; its chunks name it. */
     readonly blobIndex: number,
   ) {}
@@ -74,10 +92,11 @@ export class BlobBuilder {
       throw new ImageBuildError('EINVAL', `unknown compressor "${String(options.compressor)}"`);
     }
     options.signal?.throwIfAborted();
-    await prepareCompressor(options.compressor);
+    const full = { zstdLevel: DEFAULT_ZSTD_LEVEL, ...options };
     const file = await BlobFile.create(options.blobsDir);
+    const encoder = createChunkEncoder(options.compressor, full.zstdLevel);
     const blobIndex = options.dictionary.reserveBlob();
-    return new BlobBuilder({ zstdLevel: DEFAULT_ZSTD_LEVEL, ...options }, file, blobIndex);
+    return new BlobBuilder(full, file, encoder, blobIndex);
   }
 
   /** The committed blob file (after `finish()` stored something). */
@@ -148,29 +167,42 @@ export class BlobBuilder {
     return this.store(data, digest);
   }
 
-  /** Appends a new chunk to the blob and the dictionary. */
+  /** Adds a new chunk to the dictionary now and to the blob once encoded; waits while too many are pending. */
   private async store(data: Buffer, digest: Buffer): Promise<number> {
-    const { compressor, dictionary } = this.options;
-    const encoded = compressChunk(compressor, data, this.options.zstdLevel);
-    const compressed = compressor !== 'none' && encoded.length < data.length;
-    const bytes = compressed ? encoded : data;
     const uncompressedOffset = this.uncompressedEnd;
-    const compressedOffset = compressor === 'none' ? uncompressedOffset : this.compressedEnd;
     this.uncompressedEnd = alignUp(uncompressedOffset + data.length);
-    this.compressedEnd = compressedOffset + bytes.length;
     this.chunkCount++;
-    const index = dictionary.addChunk({
+    // Where it is stored is known only once encoded; append() fills that in, in blob order.
+    const chunk: ChunkInfo = {
       blobIndex: this.blobIndex,
       digest,
-      compressedOffset,
-      compressedSize: bytes.length,
+      compressedOffset: 0,
+      compressedSize: 0,
       uncompressedOffset,
       uncompressedSize: data.length,
-      compressed,
-    });
-    dictionary.countStoredCompressed(bytes.length);
-    await this.file.write(compressedOffset, bytes);
+      compressed: false,
+    };
+    const index = this.options.dictionary.addChunk(chunk);
+    const encoded = this.encoder.encode(data);
+    encoded.catch(() => undefined); // awaited by append()
+    this.appended = this.appended.then(() => this.append(chunk, data, encoded));
+    this.appended.catch(() => undefined); // awaited below or by finish()
+    this.inFlight.push(this.appended);
+    while (this.inFlight.length > CHUNKS_IN_FLIGHT) await this.inFlight.shift();
     return index;
+  }
+
+  /** Places an encoded chunk after the previous one (raw when encoding did not shrink it). */
+  private async append(chunk: ChunkInfo, data: Buffer, encoded: Promise<Buffer>): Promise<void> {
+    const { compressor, dictionary } = this.options;
+    const stored = await encoded;
+    chunk.compressed = compressor !== 'none' && stored.length < data.length;
+    const bytes = chunk.compressed ? stored : data;
+    chunk.compressedSize = bytes.length;
+    chunk.compressedOffset = compressor === 'none' ? chunk.uncompressedOffset : this.compressedEnd;
+    this.compressedEnd = chunk.compressedOffset + bytes.length;
+    dictionary.countStoredCompressed(bytes.length);
+    await this.file.write(chunk.compressedOffset, bytes);
   }
 
   /**
@@ -180,6 +212,9 @@ export class BlobBuilder {
   async finish(): Promise<BlobInfo | null> {
     await this.queue;
     return this.run(async () => {
+      await this.appended;
+      this.inFlight.length = 0;
+      await this.encoder.close();
       this.options.signal?.throwIfAborted();
       this.state = 'finished';
       const { dictionary, compressor } = this.options;
@@ -212,6 +247,8 @@ export class BlobBuilder {
     if (this.state === 'failed') return;
     this.state = 'failed';
     this.failure = err;
+    await this.appended.catch(() => undefined);
+    await this.encoder.close();
     await this.file.discard();
     try {
       this.options.dictionary.discardBlob(this.blobIndex);

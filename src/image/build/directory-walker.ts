@@ -9,7 +9,7 @@
  * the image model holds them as strings: anything else is refused with ENONUTF8NAME naming the path.
  */
 import { type BigIntStats, constants } from 'node:fs';
-import { lstat, open, readdir, readlink, realpath } from 'node:fs/promises';
+import { type FileHandle, lstat, open, readdir, readlink, realpath } from 'node:fs/promises';
 import { join } from 'node:path';
 import type {
   DeviceNode,
@@ -256,7 +256,10 @@ function escapeBytes(raw: Buffer): string {
     .join('');
 }
 
-/** Streams each file to the sink, one at a time, in image order. */
+/**
+ * Streams each file to the sink, one at a time, in image order. The next few files are opened and
+ * their first piece read while the sink works, so small files do not cost a round trip each.
+ */
 async function feedContents(
   files: FileEntry[],
   bytesTotal: number,
@@ -265,57 +268,97 @@ async function feedContents(
 ): Promise<void> {
   let bytesDone = 0;
   const readSize = options.readSize ?? DEFAULT_READ_SIZE;
-  for (const { path, node } of files) {
-    options.signal?.throwIfAborted();
-    if (node.size > 0) {
-      node.chunks = await options.onFileContent(
-        readFileContent(path, node.size, readSize, options.signal),
-        node.size,
-      );
+  const withContent = files.filter((f) => f.node.size > 0);
+  const started: FileReader[] = [];
+  let next = 0;
+  try {
+    for (const { node } of withContent) {
+      options.signal?.throwIfAborted();
+      while (next < withContent.length && started.length < READ_AHEAD_FILES) {
+        const { path, node: ahead } = withContent[next++]!;
+        started.push(FileReader.start(path, ahead.size, readSize));
+      }
+      const reader = started.shift()!;
+      try {
+        node.chunks = await options.onFileContent(reader.pieces(options.signal), node.size);
+      } finally {
+        await reader.close();
+      }
+      bytesDone += node.size;
+      options.onProgress?.({ phase: 'content', entries, bytesDone, bytesTotal });
     }
-    bytesDone += node.size;
-    options.onProgress?.({ phase: 'content', entries, bytesDone, bytesTotal });
+  } finally {
+    await Promise.all(started.map((r) => r.close()));
   }
 }
+
+/** Files opened (and first piece read) ahead of the one being chunked. */
+const READ_AHEAD_FILES = 16;
 
 /**
  * A file's bytes in pieces of at most `readSize`, with the next read already issued while the
  * consumer works on the current piece. Reads one byte past `size` so a file that grew since it
  * was scanned is noticed (the sink rejects the extra bytes).
  */
-export async function* readFileContent(
-  path: string,
-  size: number,
-  readSize: number,
-  signal?: AbortSignal,
-): AsyncGenerator<Buffer> {
-  // O_NOFOLLOW: the path was a regular file at lstat; never follow a symlink swapped in since.
-  const handle = await open(path, constants.O_RDONLY | constants.O_NOFOLLOW);
-  let next: Promise<Buffer | null> | null = null;
-  try {
-    let position = 0;
-    const readAt = async (at: number): Promise<Buffer | null> => {
-      const want = Math.min(readSize, size - at + 1);
-      const buffer = Buffer.allocUnsafe(want);
-      const { bytesRead } = await handle.read(buffer, 0, want, at);
-      return bytesRead === 0 ? null : buffer.subarray(0, bytesRead);
-    };
-    next = readAt(0);
-    for (;;) {
-      const piece = await next;
-      next = null;
-      if (!piece) return;
-      const asked = Math.min(readSize, size - position + 1);
-      position += piece.length;
-      // A short read of a regular file means end of file: no need to ask again.
-      if (piece.length === asked && position <= size) next = readAt(position);
-      signal?.throwIfAborted();
-      yield piece;
-      if (!next) return;
+export class FileReader {
+  private position = 0;
+  private next: Promise<Buffer | null> | null;
+  private closed = false;
+
+  private constructor(
+    private readonly handle: Promise<FileHandle>,
+    private readonly size: number,
+    private readonly readSize: number,
+  ) {
+    this.next = this.readAt(0);
+    // Failures surface when the piece is consumed; never as an unhandled rejection meanwhile.
+    this.next.catch(() => undefined);
+  }
+
+  /** Opens `path` and starts reading at once. */
+  static start(path: string, size: number, readSize: number): FileReader {
+    // O_NOFOLLOW: the path was a regular file at lstat; never follow a symlink swapped in since.
+    const handle = open(path, constants.O_RDONLY | constants.O_NOFOLLOW);
+    handle.catch(() => undefined);
+    return new FileReader(handle, size, readSize);
+  }
+
+  private wanted(at: number): number {
+    return Math.min(this.readSize, this.size - at + 1);
+  }
+
+  private async readAt(at: number): Promise<Buffer | null> {
+    const want = this.wanted(at);
+    const buffer = Buffer.allocUnsafe(want);
+    const { bytesRead } = await (await this.handle).read(buffer, 0, want, at);
+    return bytesRead === 0 ? null : buffer.subarray(0, bytesRead);
+  }
+
+  async *pieces(signal?: AbortSignal): AsyncGenerator<Buffer> {
+    try {
+      while (this.next) {
+        const piece = await this.next;
+        this.next = null;
+        if (!piece) return;
+        const asked = this.wanted(this.position);
+        this.position += piece.length;
+        // A short read of a regular file means end of file: no need to ask again.
+        if (piece.length === asked && this.position <= this.size) this.next = this.readAt(this.position);
+        signal?.throwIfAborted();
+        yield piece;
+      }
+    } finally {
+      await this.close();
     }
-  } finally {
-    await next?.catch(() => undefined);
-    await handle.close();
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await this.next?.catch(() => undefined);
+    this.next = null;
+    const handle = await this.handle.catch(() => null);
+    await handle?.close();
   }
 }
 

@@ -1,0 +1,154 @@
+import { SingleBar } from 'cli-progress';
+import { Command, Option } from 'commander';
+// parseSize is not re-exported by src/config/index.ts yet.
+import { parseSize } from '../config/units.js';
+import {
+  type BuildSummary,
+  buildImage,
+  COMPRESSORS,
+  checkBuildOptions,
+  type WalkProgress,
+} from '../image/build/index.js';
+import { type Compressor, DEFAULT_CHUNK_SIZE } from '../image/format/index.js';
+import { UserError } from './run.js';
+
+function chunkSizeOption(value: string): number {
+  let size: number;
+  try {
+    size = parseSize(value);
+  } catch (err) {
+    throw new UserError(`--chunk-size: ${(err as Error).message}`);
+  }
+  try {
+    checkBuildOptions({ chunkSize: size });
+  } catch (err) {
+    throw new UserError(`--chunk-size ${value}: ${(err as Error).message}`);
+  }
+  return size;
+}
+
+/** `damselfly image build DIR -o OUT`. */
+export function imageBuildCommand(): Command {
+  return new Command('build')
+    .summary('build an accelerated image (bootstrap + chunk blob) from a directory')
+    .description(
+      'Builds an accelerated image from DIR: OUT/bootstrap (EROFS metadata plus the chunk table) and ' +
+        "OUT/blobs/<sha256>, one blob holding every distinct chunk of DIR's files. Files are cut into " +
+        'fixed-size chunks; a chunk whose content appeared before (in this image, or in the --chunk-dict ' +
+        'image) is stored once, all-zero chunks are stored as holes. DIR is walked without following ' +
+        'symlinks or crossing into other filesystems; owners, modes, times, xattrs, hard links, devices, ' +
+        'fifos and sockets are kept. Names must be UTF-8. OUT/bootstrap appears only after the blob is ' +
+        'durable; a failed build leaves nothing behind.',
+    )
+    .argument('<dir>', 'directory to build the image from')
+    .requiredOption('-o, --output <out>', 'output directory (created if missing)')
+    .addOption(
+      new Option('--chunk-size <size>', 'chunk size: a power of two from 4KiB to 16MiB (e.g. 64KiB, 4MiB)')
+        .argParser(chunkSizeOption)
+        .default(DEFAULT_CHUNK_SIZE, '1MiB'),
+    )
+    .addOption(
+      new Option(
+        '--compressor <name>',
+        'chunk compression; "none" writes a blob the kernel can mount as an EROFS device as it is',
+      )
+        .choices(COMPRESSORS)
+        .default('zstd'),
+    )
+    .option(
+      '--chunk-dict <bootstrap>',
+      'bootstrap of an existing image: chunks it already has are referenced (its blobs become part ' +
+        'of the new image) instead of stored again',
+    )
+    .option('--json', 'print the build summary as JSON')
+    .action(async (dir: string, opts) => {
+      const controller = new AbortController();
+      const onSignal = () => controller.abort();
+      process.once('SIGINT', onSignal);
+      process.once('SIGTERM', onSignal);
+      const progress = !opts.json && process.stderr.isTTY ? new BuildProgressBar() : null;
+      try {
+        const summary = await buildImage(dir, opts.output, {
+          chunkSize: opts.chunkSize as number,
+          compressor: opts.compressor as Compressor,
+          chunkDict: opts.chunkDict,
+          signal: controller.signal,
+          onProgress: progress ? (p) => progress.show(p) : undefined,
+        });
+        progress?.stop();
+        process.stdout.write(opts.json ? `${JSON.stringify(summary, null, 2)}\n` : describeBuild(summary));
+      } catch (err) {
+        progress?.stop();
+        if (controller.signal.aborted) throw new UserError('interrupted; the partial build was removed', 130);
+        throw err;
+      } finally {
+        process.off('SIGINT', onSignal);
+        process.off('SIGTERM', onSignal);
+      }
+    });
+}
+
+/** A bar over the bytes of file content, started once the scan knows the total. */
+class BuildProgressBar {
+  private readonly bar = new SingleBar({
+    format: ' {bar} {percentage}% | {done}/{size} | {speed}',
+    hideCursor: true,
+    stream: process.stderr,
+  });
+  private readonly started = Date.now();
+  private running = false;
+
+  show(progress: WalkProgress): void {
+    if (progress.phase !== 'content') return;
+    const seconds = Math.max((Date.now() - this.started) / 1000, 0.001);
+    const payload = {
+      done: humanBytes(progress.bytesDone),
+      size: humanBytes(progress.bytesTotal),
+      speed: `${humanBytes(progress.bytesDone / seconds)}/s`,
+    };
+    if (!this.running) {
+      this.bar.start(progress.bytesTotal, progress.bytesDone, payload);
+      this.running = true;
+    } else this.bar.update(progress.bytesDone, payload);
+  }
+
+  stop(): void {
+    if (this.running) this.bar.stop();
+    this.running = false;
+  }
+}
+
+function humanBytes(n: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let i = 0;
+  while (n >= 1024 && i < units.length - 1) {
+    n /= 1024;
+    i++;
+  }
+  return `${n.toFixed(i ? 1 : 0)} ${units[i]}`;
+}
+
+/** The human summary: what was built, from what, and how much deduplication saved. */
+export function describeBuild(s: BuildSummary): string {
+  const seconds = s.elapsedMs / 1000;
+  const d = s.dedup;
+  const lines = [
+    `built ${s.bootstrap} (${humanBytes(s.bootstrapBytes)}) from ${s.source} in ${seconds.toFixed(2)} s ` +
+      `(${humanBytes(s.fileBytes / Math.max(seconds, 0.001))}/s)`,
+    `  ${s.entries} entries, ${s.files} files${s.hardLinks ? ` (+${s.hardLinks} hard links)` : ''}, ` +
+      `${humanBytes(s.fileBytes)} of file data; chunks of ${humanBytes(s.chunkSize)}, ${s.compressor}`,
+    `  stored ${d.storedChunks} new chunks: ${humanBytes(d.storedBytes)} → ${humanBytes(d.storedCompressedBytes)}`,
+    `  reused ${d.reusedInImageChunks} chunks within the image (${humanBytes(d.reusedInImageBytes)}), ` +
+      `${d.reusedFromDictChunks} from the chunk dict (${humanBytes(d.reusedFromDictBytes)}); ` +
+      `${d.holeChunks} holes (${humanBytes(d.holeBytes)})`,
+    ...s.blobs.map(
+      (b) =>
+        `  blob ${b.digest}: ${humanBytes(b.compressedSize)}, ${b.chunkCount} chunks, ` +
+        (b.path ? `new (${b.path})` : 'from the chunk dict'),
+    ),
+  ];
+  if (s.mountPoints.length > 0) {
+    lines.push(`  not descended into ${s.mountPoints.length} mount point(s): ${s.mountPoints.join(', ')}`);
+  }
+  return `${lines.join('\n')}\n`;
+}

@@ -1,0 +1,53 @@
+/**
+ * OCI layer tars, read safely and merged into one tree.
+ *
+ * - `openLayerStream(blob, mediaType)`: the uncompressed tar (plain or gzip; zstd not yet).
+ * - `readLayer(tar, sink)`: one layer → a LayerTree (entries, whiteouts, opaque markers, links to
+ *   lower files), each regular file's content streamed to `sink` which returns its chunk indexes.
+ * - `applyLayer(lower, upper)` / `mergeLayers(layers)`: OCI semantics into a `DirectoryNode`.
+ *
+ * Choices, where containerd, the OCI spec and GNU tar differ or say nothing:
+ * - The tar parser is our own (not tar-stream): it keeps PAX values as bytes (binary
+ *   `SCHILY.xattr.security.capability`), refuses oversized PAX/GNU headers before buffering them,
+ *   ignores PAX global headers like containerd, stops at the end-of-archive marker and insists on it.
+ * - Whiteouts and opaque markers hide lower entries only, wherever they sit in the tar (OCI spec).
+ * - Paths: `./` and `//` and `.` components dropped; absolute paths, `..`, components over 255
+ *   bytes, paths over 4096 bytes are refused; so is any entry whose parent is a symlink (in this layer
+ *   or below) — containerd would follow it inside the root; we build a tree and refuse.
+ * - Entries naming the root (`./`) are ignored (containerd too); the merged root is 0755 root:root.
+ * - Implied parent directories are 0755, root:root, mtime 0.
+ * - A directory entry over a directory sets mode/owner/mtime and its xattrs key by key (lower xattrs
+ *   it does not name stay, as with containerd's setxattr); a hard link entry does the same to the
+ *   shared node (containerd chowns/chmods/chtimes the link path). Real producers write identical values.
+ * - Unknown typeflags (GNU `V`, `D`, `M`, vendor letters) are skipped and counted in
+ *   `stats.skipped`; sparse files are refused (EUNSUPPORTED_ENTRY) rather than silently emptied.
+ * - Bytes after the end-of-archive marker are read and ignored (counted in `stats.trailingBytes`);
+ *   after a gzip stream's end, garbage is a gzip error (containerd fails on it too).
+ * - Names must be UTF-8 (the tree keeps names as strings; other bytes could not round-trip).
+ */
+export { applyLayer, mergeLayers } from './apply-layer.js';
+export {
+  LayerFormatError,
+  type LayerFormatErrorCode,
+  LayerSinkError,
+  UnsupportedLayerError,
+  type UnsupportedLayerErrorCode,
+} from './errors.js';
+export {
+  type DeclaredCompression,
+  declaredCompressionOf,
+  type LayerCompression,
+  openLayerStream,
+  sniffCompression,
+} from './layer-stream.js';
+export type {
+  LayerDirectory,
+  LayerEntry,
+  LayerLowerLink,
+  LayerNode,
+  LayerStats,
+  LayerTree,
+  LeafNode,
+} from './layer-tree.js';
+export { DEFAULT_LAYER_LIMITS, type LayerLimits } from './limits.js';
+export { type FileContentSink, type ReadLayerOptions, readLayer } from './read-layer.js';

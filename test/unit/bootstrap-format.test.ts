@@ -40,7 +40,16 @@ function child(dir: DirectoryNode, path: string): TreeNode {
 }
 
 const LONG_NAME = 'n'.repeat(255);
-const UNICODE_NAMES = ['héllo wörld', '日本語のファイル', '🦋 damselfly', 'Ω≈ç√∫', `${'é'.repeat(127)}x`];
+// A leading U+FEFF is part of the name: decoding must not strip it (and merge \uFEFFbom with bom).
+const UNICODE_NAMES = [
+  'héllo wörld',
+  '日本語のファイル',
+  '🦋 damselfly',
+  'Ω≈ç√∫',
+  `${'é'.repeat(127)}x`,
+  '\uFEFFbom',
+  'bom',
+];
 
 /** A tree with every node kind, hard links across directories, xattrs, holes and odd names. */
 function richImage(): { image: ImageBootstrap; blobs: Buffer[]; linked: FileNode } {
@@ -61,6 +70,7 @@ function richImage(): { image: ImageBootstrap; blobs: Buffer[]; linked: FileNode
   s.file(`/names/${LONG_NAME}`, Buffer.from('long'));
   for (const name of UNICODE_NAMES) s.file(`/names/${name}`, Buffer.from(name));
   s.symlink('/link-short', 'bin/a');
+  s.symlink('/link-bom', '\uFEFFtarget');
   s.symlink('/link-long', `/${'x'.repeat(4094)}`);
   s.symlink('/link-inline-big', 'y'.repeat(3000));
   s.device('/dev/null', 'char', 1, 3);
@@ -75,6 +85,7 @@ function richImage(): { image: ImageBootstrap; blobs: Buffer[]; linked: FileNode
     xattrs: new Map([
       ['user.comment', Buffer.from('hello')],
       ['user.empty', Buffer.alloc(0)],
+      ['user.\uFEFFbom', Buffer.from('b')],
       ['trusted.overlay.opaque', Buffer.from('y')],
       ['security.capability', Buffer.from('0100000200200000000000000000000000000000', 'hex')],
       ['system.posix_acl_access', acl],

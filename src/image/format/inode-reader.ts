@@ -27,6 +27,7 @@ import { readU64AsNumber } from './extension-header.js';
 import { check, checkRange, fail } from './format-check.js';
 import { type BootstrapHeader, chunkKey } from './header-reader.js';
 import { kindOfMode, type NodeKind } from './node-kinds.js';
+import { decodeStrictUtf8 } from './strict-utf8.js';
 import { chunkCountOf, chunkLength } from './table-validation.js';
 import type { InodeAttributes, TreeNode } from './tree.js';
 import { decodeXattrIbody, ibodySize, XattrError } from './xattr-codec.js';
@@ -53,7 +54,6 @@ interface InodeCore {
   bodyEnd: number;
 }
 
-const utf8 = new TextDecoder('utf-8', { fatal: true });
 const NO_DATA = Buffer.alloc(0);
 
 export class InodeReader {
@@ -238,11 +238,9 @@ export class InodeReader {
     );
     const target = this.readFlatData(core);
     check(!target.includes(0), () => `${core.where}: symlink target contains NUL`);
-    try {
-      return utf8.decode(target);
-    } catch {
-      fail(`${core.where}: symlink target is not valid UTF-8`);
-    }
+    const text = decodeStrictUtf8(target);
+    if (text === undefined) fail(`${core.where}: symlink target is not valid UTF-8`);
+    return text;
   }
 
   /** Data of a FLAT_PLAIN or FLAT_INLINE inode (directories, symlinks). */

@@ -12,6 +12,7 @@ import { check, fail } from './format-check.js';
 import type { BootstrapHeader } from './header-reader.js';
 import { type DecodedInode, InodeReader } from './inode-reader.js';
 import { fileTypeOf } from './node-kinds.js';
+import { decodeStrictUtf8 } from './strict-utf8.js';
 import type { DirectoryNode, TreeNode } from './tree.js';
 
 export interface DecodedTree {
@@ -30,7 +31,6 @@ interface NamedEntry {
 
 const DOT = Buffer.from('.');
 const DOT_DOT = Buffer.from('..');
-const utf8 = new TextDecoder('utf-8', { fatal: true });
 
 export function readTree(bytes: Buffer, header: BootstrapHeader): DecodedTree {
   const reader = new InodeReader(bytes, header);
@@ -143,9 +143,8 @@ function decodeBlock(block: Buffer, where: string): DirectoryEntry[] {
 }
 
 function decodeName(name: Buffer, where: string): string {
-  try {
-    return utf8.decode(name);
-  } catch {
+  const text = decodeStrictUtf8(name);
+  if (text === undefined)
     fail(`${where}: name ${JSON.stringify(name.toString('latin1'))} is not valid UTF-8`);
-  }
+  return text;
 }

@@ -5,6 +5,8 @@
  * = 0 without xattrs, else (ibody size − 12) / 4 + 1.
  */
 
+import { decodeStrictUtf8 } from './strict-utf8.js';
+
 export const XATTR_IBODY_HEADER_SIZE = 12;
 const ENTRY_HEADER_SIZE = 4;
 const MAX_SUFFIX_LENGTH = 255;
@@ -103,8 +105,6 @@ export function icountOf(ibody: Buffer): number {
   return ibody.length === 0 ? 0 : (ibody.length - XATTR_IBODY_HEADER_SIZE) / 4 + 1;
 }
 
-const utf8 = new TextDecoder('utf-8', { fatal: true });
-
 /** Decodes an ibody written by `encodeXattrIbody`; throws `XattrError` on anything malformed. */
 export function decodeXattrIbody(ibody: Buffer): Map<string, Buffer> {
   const xattrs = new Map<string, Buffer>();
@@ -143,9 +143,7 @@ function fullName(index: number, suffix: Buffer, at: number): string {
     );
   }
   if (suffix.includes(0)) throw new XattrError(`xattr entry at ibody byte ${at}: NUL in the name`);
-  try {
-    return known.prefix + utf8.decode(suffix);
-  } catch {
-    throw new XattrError(`xattr entry at ibody byte ${at}: name is not valid UTF-8`);
-  }
+  const text = decodeStrictUtf8(suffix);
+  if (text === undefined) throw new XattrError(`xattr entry at ibody byte ${at}: name is not valid UTF-8`);
+  return known.prefix + text;
 }

@@ -1,11 +1,21 @@
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import {
+  existsSync,
+  linkSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough, Readable } from 'node:stream';
 import { after, describe, it } from 'node:test';
 import { BlobBuilder } from '../../src/image/build/blob-builder.js';
+import { buildImage } from '../../src/image/build/build.js';
 import { ChunkDictionary } from '../../src/image/build/chunk-dictionary.js';
 import {
   CompressionError,
@@ -14,7 +24,7 @@ import {
   prepareCompressor,
   zstdFrameContentSize,
 } from '../../src/image/build/compression.js';
-import { decodeRdev } from '../../src/image/build/directory-walker.js';
+import { decodeRdev, walkDirectory } from '../../src/image/build/directory-walker.js';
 import { ImageBuildError } from '../../src/image/build/errors.js';
 import { parseGetfattrOutput } from '../../src/image/build/xattr-reader.js';
 import type { BlobInfo, Compressor, DirectoryNode, FileNode } from '../../src/image/format/index.js';
@@ -459,5 +469,88 @@ describe('walker helpers', () => {
     );
     assert.deepEqual(parsed.get('/t/back\\slash\nnl')?.get('trusted.t'), Buffer.from([0, 0xff]));
     assert.deepEqual(parsed.get('/t/ünï')?.get('user.we=ird'), Buffer.from('y'));
+  });
+});
+
+describe('directory walker and build', () => {
+  /** A sink that records which contents it got, in order, and hands out one fake chunk per file. */
+  function recordingSink() {
+    const seen: string[] = [];
+    const sink = async (content: AsyncIterable<Buffer>, size: number) => {
+      const parts: Buffer[] = [];
+      for await (const piece of content) parts.push(piece);
+      const data = Buffer.concat(parts);
+      assert.equal(data.length, size);
+      seen.push(data.toString());
+      return [seen.length - 1];
+    };
+    return { seen, sink };
+  }
+
+  it('feeds contents in UTF-8 byte order, once per hard-linked inode, which is one node', async () => {
+    const dir = tempDir();
+    for (const name of ['b', 'B', 'a', 'é', 'z-empty'])
+      writeFileSync(join(dir, name), name === 'z-empty' ? '' : name);
+    mkdirSync(join(dir, 'sub'));
+    linkSync(join(dir, 'a'), join(dir, 'sub', 'link-to-a'));
+    const { seen, sink } = recordingSink();
+    const walk = await walkDirectory(dir, { onFileContent: sink });
+    assert.deepEqual(
+      seen,
+      ['B', 'a', 'b', 'é'],
+      'sorted by bytes; the empty file and the second name not read',
+    );
+    assert.deepEqual([...walk.root.children.keys()], ['B', 'a', 'b', 'sub', 'z-empty', 'é']);
+    const sub = walk.root.children.get('sub') as DirectoryNode;
+    assert.equal(sub.children.get('link-to-a'), walk.root.children.get('a'), 'hard links share the node');
+    assert.equal(walk.files, 5);
+    assert.equal(walk.hardLinks, 1);
+    assert.equal(walk.entries, 7);
+  });
+
+  it('refuses names that are not UTF-8, naming the path', async () => {
+    const dir = tempDir();
+    writeFileSync(Buffer.concat([Buffer.from(`${dir}/bad-`), Buffer.from([0xff, 0xfe])]), 'x');
+    await assert.rejects(walkDirectory(dir, { onFileContent: recordingSink().sink }), (err: unknown) => {
+      assert.equal((err as ImageBuildError).code, 'ENONUTF8NAME');
+      assert.match((err as Error).message, /bad-\\xff\\xfe/);
+      return true;
+    });
+  });
+
+  it('a failed or aborted build removes everything it created', async () => {
+    const source = tempDir();
+    writeFileSync(join(source, 'data'), randomBytes(3 * 1024 * KiB));
+    const out = join(tempDir(), 'new', 'out');
+    const controller = new AbortController();
+    const building = buildImage(source, out, {
+      compressor: 'none',
+      signal: controller.signal,
+      onProgress: (p) => {
+        if (p.phase === 'content' || p.phase === 'scan') controller.abort();
+      },
+    });
+    await assert.rejects(building, (err: unknown) => (err as Error).name === 'AbortError');
+    assert.equal(existsSync(join(out, '..')), false, 'directories created by the run are gone');
+
+    writeFileSync(Buffer.concat([Buffer.from(`${source}/bad-`), Buffer.from([0xc3])]), 'x');
+    await assert.rejects(
+      buildImage(source, out),
+      (err: unknown) => (err as ImageBuildError).code === 'ENONUTF8NAME',
+    );
+    assert.equal(existsSync(join(out, '..')), false);
+  });
+
+  it('refuses an output inside the source and invalid options', async () => {
+    const source = tempDir();
+    await assert.rejects(
+      buildImage(source, join(source, 'out')),
+      (err: unknown) => (err as ImageBuildError).code === 'EINVAL',
+    );
+    await assert.rejects(buildImage(source, tempDir(), { chunkSize: 12345 }), /power of two/);
+    await assert.rejects(
+      buildImage(source, tempDir(), { compressor: 'xz' as Compressor }),
+      (err: unknown) => (err as ImageBuildError).code === 'EINVAL',
+    );
   });
 });

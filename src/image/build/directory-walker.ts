@@ -8,8 +8,8 @@
  * directory (like `tar --one-file-system`). Names (and symlink targets) must be valid UTF-8, because
  * the image model holds them as strings: anything else is refused with ENONUTF8NAME naming the path.
  */
-import { type BigIntStats, constants } from 'node:fs';
-import { type FileHandle, lstat, open, readdir, readlink, realpath } from 'node:fs/promises';
+import type { BigIntStats } from 'node:fs';
+import { lstat, readdir, readlink, realpath } from 'node:fs/promises';
 import { join } from 'node:path';
 import type {
   DeviceNode,
@@ -21,6 +21,7 @@ import type {
   TreeNode,
 } from '../format/index.js';
 import { ImageBuildError } from './errors.js';
+import { FileReader } from './file-reader.js';
 import { XattrReader } from './xattr-reader.js';
 
 /** Receives one file's content (exactly `size` bytes) and returns its chunk list. */
@@ -294,73 +295,6 @@ async function feedContents(
 
 /** Files opened (and first piece read) ahead of the one being chunked. */
 const READ_AHEAD_FILES = 16;
-
-/**
- * A file's bytes in pieces of at most `readSize`, with the next read already issued while the
- * consumer works on the current piece. Reads one byte past `size` so a file that grew since it
- * was scanned is noticed (the sink rejects the extra bytes).
- */
-export class FileReader {
-  private position = 0;
-  private next: Promise<Buffer | null> | null;
-  private closed = false;
-
-  private constructor(
-    private readonly handle: Promise<FileHandle>,
-    private readonly size: number,
-    private readonly readSize: number,
-  ) {
-    this.next = this.readAt(0);
-    // Failures surface when the piece is consumed; never as an unhandled rejection meanwhile.
-    this.next.catch(() => undefined);
-  }
-
-  /** Opens `path` and starts reading at once. */
-  static start(path: string, size: number, readSize: number): FileReader {
-    // O_NOFOLLOW: the path was a regular file at lstat; never follow a symlink swapped in since.
-    const handle = open(path, constants.O_RDONLY | constants.O_NOFOLLOW);
-    handle.catch(() => undefined);
-    return new FileReader(handle, size, readSize);
-  }
-
-  private wanted(at: number): number {
-    return Math.min(this.readSize, this.size - at + 1);
-  }
-
-  private async readAt(at: number): Promise<Buffer | null> {
-    const want = this.wanted(at);
-    const buffer = Buffer.allocUnsafe(want);
-    const { bytesRead } = await (await this.handle).read(buffer, 0, want, at);
-    return bytesRead === 0 ? null : buffer.subarray(0, bytesRead);
-  }
-
-  async *pieces(signal?: AbortSignal): AsyncGenerator<Buffer> {
-    try {
-      while (this.next) {
-        const piece = await this.next;
-        this.next = null;
-        if (!piece) return;
-        const asked = this.wanted(this.position);
-        this.position += piece.length;
-        // A short read of a regular file means end of file: no need to ask again.
-        if (piece.length === asked && this.position <= this.size) this.next = this.readAt(this.position);
-        signal?.throwIfAborted();
-        yield piece;
-      }
-    } finally {
-      await this.close();
-    }
-  }
-
-  async close(): Promise<void> {
-    if (this.closed) return;
-    this.closed = true;
-    await this.next?.catch(() => undefined);
-    this.next = null;
-    const handle = await this.handle.catch(() => null);
-    await handle?.close();
-  }
-}
 
 /** Runs at most `limit` of the given operations at once. */
 function concurrencyLimit(limit: number) {

@@ -21,10 +21,10 @@ export {
 export {
   decodeRdev,
   type FileContentSink,
-  FileReader,
   type WalkOptions,
   type WalkProgress,
   type WalkResult,
   walkDirectory,
 } from './directory-walker.js';
 export { ImageBuildError, type ImageBuildErrorCode } from './errors.js';
+export { FileReader } from './file-reader.js';

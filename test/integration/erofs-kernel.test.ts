@@ -222,7 +222,10 @@ describe('EROFS bootstrap on the kernel', async () => {
 
   it('reports every mode, owner, mtime, link count, inode number and device', { skip }, async () => {
     assert.ok(mounted, 'not mounted');
-    for (const [path, node] of walk(fixture.synthetic.root)) {
+    const paths = walk(fixture.synthetic.root);
+    const names = new Map<TreeNode, number>();
+    for (const [, node] of paths) names.set(node, (names.get(node) ?? 0) + 1);
+    for (const [path, node] of paths) {
       const st = await lstat(join(mnt, path), { bigint: true });
       const where = `${path} (${node.kind})`;
       assert.equal(Number(st.mode), TYPE_BITS[node.kind] | node.mode, `${where}: mode`);
@@ -251,6 +254,8 @@ describe('EROFS bootstrap on the kernel', async () => {
       if (node.kind === 'directory') {
         const subdirs = [...node.children.values()].filter((c) => c.kind === 'directory').length;
         assert.equal(Number(st.nlink), 2 + subdirs, `${where}: nlink`);
+      } else {
+        assert.equal(Number(st.nlink), names.get(node), `${where}: nlink`);
       }
     }
     assert.ok((await lstat(join(mnt, 'dev/fifo'))).isFIFO());

@@ -19,7 +19,7 @@ import {
 import { attributes, SyntheticImage } from '../helpers/erofs.js';
 
 const SEED = Number(process.env.BOOTSTRAP_FUZZ_SEED ?? 0x5eed_da5e);
-const CASES_PER_SEED_IMAGE = 1000;
+const CASES_PER_SEED_IMAGE = 1500;
 /** Per case; decoding a seed image takes about a millisecond. */
 const TIME_BOUND_MS = 500;
 

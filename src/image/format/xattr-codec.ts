@@ -12,6 +12,8 @@ const ENTRY_HEADER_SIZE = 4;
 const MAX_SUFFIX_LENGTH = 255;
 const MAX_VALUE_SIZE = 0xffff;
 const MAX_ICOUNT = 0xffff;
+/** Shared by every inode without xattrs (never written to). */
+const NO_XATTRS = Buffer.alloc(0);
 
 /** EROFS name indexes; `exact` prefixes are whole names (ACLs), the others need a suffix. */
 const PREFIXES: ReadonlyArray<{ index: number; prefix: string; exact: boolean }> = [
@@ -44,7 +46,7 @@ function splitName(name: string): { index: number; suffix: string } {
 
 /** The ibody for `xattrs` (empty Buffer when there are none), entries sorted by name bytes. */
 export function encodeXattrIbody(xattrs: ReadonlyMap<string, Buffer>): Buffer {
-  if (xattrs.size === 0) return Buffer.alloc(0);
+  if (xattrs.size === 0) return NO_XATTRS;
   const entries = [...xattrs].map(([name, value]) => toEntry(name, value));
   entries.sort(compareEntries);
   const size = entries.reduce((sum, e) => sum + entrySize(e), XATTR_IBODY_HEADER_SIZE);

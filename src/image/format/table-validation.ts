@@ -18,6 +18,7 @@ export function checkChunkSize(chunkSize: number): void {
 }
 
 export function checkBlobs(blobs: readonly BlobInfo[]): void {
+  if (!Array.isArray(blobs)) throw new InvalidImageError('blobs is not an array');
   if (blobs.length > MAX_DEVICES) {
     throw new InvalidImageError(
       `the image has ${blobs.length} blobs; an EROFS bootstrap holds at most ${MAX_DEVICES}`,
@@ -57,6 +58,7 @@ export function checkChunks(
   blobs: readonly BlobInfo[],
   chunkSize: number,
 ): void {
+  if (!Array.isArray(chunks)) throw new InvalidImageError('chunks is not an array');
   const perBlob = new Array<number>(blobs.length).fill(0);
   chunks.forEach((chunk, index) => {
     checkChunk(chunk, index, blobs, chunkSize);

@@ -22,6 +22,7 @@ import {
 } from 'node:fs';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
+import { gunzipSync } from 'node:zlib';
 import tarStream from 'tar-stream';
 import type { DirectoryNode, FileNode, TreeNode } from '../../src/image/format/index.js';
 
@@ -39,9 +40,12 @@ interface ReferenceEntry {
 const OPAQUE = '.wh..wh..opq';
 const WHITEOUT = '.wh.';
 
-/** Applies the layer tars in order onto `dir` (which should start empty). */
+/** Applies the layer tars (plain or gzip) in order onto `dir` (which should start empty). */
 export async function applyLayersToDirectory(layerTars: Buffer[], dir: string): Promise<void> {
-  for (const layer of layerTars) applyLayer(await listEntries(layer), layer, dir);
+  for (const blob of layerTars) {
+    const layer = blob[0] === 0x1f && blob[1] === 0x8b ? gunzipSync(blob) : blob;
+    applyLayer(await listEntries(layer), layer, dir);
+  }
 }
 
 function applyLayer(entries: ReferenceEntry[], layer: Buffer, dir: string): void {

@@ -377,6 +377,8 @@ describe('readLayer: entries and attributes', () => {
     assert.equal(one.stats.entries, 1);
     const trailing = await read(Buffer.concat([entry, END, Buffer.alloc(9216), Buffer.from('junk')]));
     assert.equal(trailing.stats.trailingBytes, 9216 + 4);
+    const globalLast = await read(tarOf(entry, paxEntry([['comment', 'git archive']], 'g')));
+    assert.equal(globalLast.stats.entries, 1);
   });
 });
 

@@ -57,7 +57,10 @@ export function sniffCompression(head: Buffer): LayerCompression {
 export function openLayerStream(blob: Readable, mediaType: string): Readable {
   const declared = declaredCompressionOf(mediaType);
   if (declared === 'zstd') throw zstdUnsupported();
-  return Readable.from(uncompressed(blob, declared), { objectMode: false });
+  const tar = Readable.from(uncompressed(blob, declared), { objectMode: false });
+  // Stopping early (an error, readLayer giving up) must not leave the blob download hanging.
+  tar.once('close', () => blob.destroy());
+  return tar;
 }
 
 async function* uncompressed(blob: Readable, declared: DeclaredCompression): AsyncGenerator<Buffer> {

@@ -39,9 +39,12 @@ export async function readLayer(
   const { signal } = options;
   signal?.throwIfAborted();
   const limits: LayerLimits = { ...DEFAULT_LAYER_LIMITS, ...options.limits };
-  const onAbort = () => tar.destroy(signal?.reason);
-  signal?.addEventListener('abort', onAbort, { once: true });
   const reading = new LayerReading(new TarReader(new ByteSource(tar), limits), sink, limits);
+  const onAbort = () => {
+    tar.destroy(signal?.reason);
+    reading.abort(signal?.reason);
+  };
+  signal?.addEventListener('abort', onAbort, { once: true });
   try {
     return await reading.run(signal);
   } catch (err) {
@@ -66,11 +69,19 @@ class LayerReading {
     trailingBytes: 0,
   };
 
+  /** The content stream the sink is reading, if any. */
+  private content: Readable | null = null;
+
   constructor(
     private readonly reader: TarReader,
     private readonly sink: FileContentSink,
     private readonly limits: LayerLimits,
   ) {}
+
+  /** A sink busy with something else than reading still learns about the abort. */
+  abort(reason: unknown): void {
+    this.content?.destroy(reason as Error);
+  }
 
   async run(signal: AbortSignal | undefined): Promise<LayerTree> {
     for (let entry = await this.reader.next(); entry !== null; entry = await this.reader.next()) {
@@ -121,6 +132,7 @@ class LayerReading {
 
   private async readFile(entry: TarEntry, attributes: InodeAttributes): Promise<LeafNode> {
     const content = this.reader.content();
+    this.content = content;
     // Keeps the archive's own error (truncation, abort) when the sink reports it wrapped or not at all.
     let contentError: unknown;
     content.on('error', (err) => {
@@ -131,6 +143,8 @@ class LayerReading {
       chunks = await this.sink(content, entry.dataSize);
     } catch (err) {
       throw contentError ?? err;
+    } finally {
+      this.content = null;
     }
     if (contentError !== undefined) throw contentError;
     if (entry.dataSize > 0 && !content.readableEnded) {

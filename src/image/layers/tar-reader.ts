@@ -51,12 +51,14 @@ export class TarReader {
         return null;
       }
       const header = decodeHeaderBlock(block, offset);
-      if (!(await this.readMeta(header, offset, extensions))) {
+      const meta = await this.readMeta(header, offset, extensions);
+      if (meta === null) {
         const entry = buildTarEntry(header, extensions, offset);
         this.startData(entry.dataSize);
         return entry;
       }
-      pendingMeta = true;
+      // A global header stands alone; the others describe the entry that must follow.
+      if (meta !== 'PAX global') pendingMeta = true;
     }
   }
 
@@ -86,14 +88,14 @@ export class TarReader {
     this.padding = 0;
   }
 
-  /** Consumes a meta entry into `extensions`; false when the header describes a real entry. */
+  /** Consumes a meta entry into `extensions` and says which it was; null for a real entry. */
   private async readMeta(
     header: TarHeaderBlock,
     offset: number,
     extensions: PendingExtensions,
-  ): Promise<boolean> {
+  ): Promise<MetaKind | null> {
     const kind = META_KINDS[header.typeflag];
-    if (kind === undefined) return false;
+    if (kind === undefined) return null;
     if (header.size > this.limits.maxMetaHeaderBytes) {
       throw new LayerFormatError(
         'EHEADER_TOO_LARGE',
@@ -111,7 +113,7 @@ export class TarReader {
     if (kind === 'PAX') extensions.pax = parsePaxRecords(body, offset);
     else if (kind === 'GNU long name') extensions.longName = nulTerminated(body);
     else if (kind === 'GNU long link name') extensions.longLinkName = nulTerminated(body);
-    return true;
+    return kind;
   }
 
   private async finish(offset: number): Promise<void> {
@@ -137,7 +139,9 @@ export class TarReader {
   }
 }
 
-const META_KINDS: Record<number, string> = {
+type MetaKind = 'PAX' | 'PAX global' | 'GNU long name' | 'GNU long link name';
+
+const META_KINDS: Record<number, MetaKind> = {
   120: 'PAX', // 'x'
   103: 'PAX global', // 'g': skipped, as containerd skips it
   76: 'GNU long name', // 'L'

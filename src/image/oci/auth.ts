@@ -2,6 +2,7 @@ import { z } from 'zod';
 import type { CredentialStore, RegistryCredentials } from './credentials.js';
 import { RegistryError } from './errors.js';
 import { registryErrorFrom } from './registry-error-response.js';
+import { discardBody } from './response-body.js';
 import type { RetryingHttpClient } from './retrying-http-client.js';
 import { type AuthChallenge, parseWwwAuthenticate } from './www-authenticate.js';
 
@@ -258,7 +259,7 @@ async function readJson(
   for await (const chunk of body) {
     total += chunk.length;
     if (total > MAX_TOKEN_RESPONSE) {
-      body.destroy();
+      discardBody(body);
       throw new RegistryError(
         `${subject}: answer larger than ${MAX_TOKEN_RESPONSE} bytes`,
         'UNAUTHORIZED',

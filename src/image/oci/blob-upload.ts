@@ -3,6 +3,7 @@ import { DigestVerifier } from './digest.js';
 import { RegistryError } from './errors.js';
 import type { ImageReference } from './reference.js';
 import type { RegistryResponse, RegistryTransport } from './registry-transport.js';
+import { drainBody } from './response-body.js';
 import { backoffDelay, isRetryableStatus, type RetryPolicy, waitBeforeRetry } from './retry-policy.js';
 
 export const DEFAULT_UPLOAD_CHUNK = 16 * 1024 * 1024;
@@ -115,7 +116,7 @@ export class BlobUploader {
       ...signalOf(job),
     });
     if (res.statusCode !== 202) await this.options.fail(res, uploadSubject(job), job.ref.registry);
-    res.body.resume();
+    drainBody(res.body);
     return nextLocation(res, uploadSubject(job));
   }
 
@@ -136,7 +137,7 @@ export class BlobUploader {
       ...signalOf(job),
     });
     if (res.statusCode !== 202) await this.options.fail(res, uploadSubject(job), job.ref.registry);
-    res.body.resume();
+    drainBody(res.body);
     checkUploadedRange(res, end, uploadSubject(job));
     return nextLocation(res, uploadSubject(job));
   }
@@ -158,7 +159,7 @@ export class BlobUploader {
       ...signalOf(job),
     });
     if (res.statusCode !== 201) await this.options.fail(res, uploadSubject(job), job.ref.registry);
-    res.body.resume();
+    drainBody(res.body);
   }
 
   /** Best effort: free the registry's half-written upload. */
@@ -171,7 +172,7 @@ export class BlobUploader {
         scopes: pushScopes(job.ref),
         retry: false,
       });
-      res.body.resume();
+      drainBody(res.body);
     } catch {
       // The session expires on its own.
     }

@@ -23,6 +23,7 @@ import { choosePlatform, formatPlatform, hostPlatform, type Platform, parsePlatf
 import { formatReference, type ImageReference, manifestReference, withDigest } from './reference.js';
 import { registryErrorFrom } from './registry-error-response.js';
 import { type RegistryResponse, RegistryTransport } from './registry-transport.js';
+import { discardBody, drainBody } from './response-body.js';
 import { DEFAULT_RETRY_POLICY, type RetryPolicy } from './retry-policy.js';
 import { verifiedBlobStream } from './verified-blob-stream.js';
 
@@ -151,7 +152,7 @@ export class RegistryClient {
       headers: { accept: MANIFEST_ACCEPT.join(', ') },
       ...signalOf(signal),
     });
-    res.body.resume();
+    drainBody(res.body);
     if (res.statusCode === 404) return null;
     if (res.statusCode !== 200) await this.fail(res, subject, ref.registry);
     const digest = headerValue(res.headers['docker-content-digest']) ?? ref.digest;
@@ -238,7 +239,7 @@ export class RegistryClient {
     for await (const chunk of stream as AsyncIterable<Buffer>) {
       total += chunk.length;
       if (total > MAX_IN_MEMORY_BLOB) {
-        stream.destroy();
+        discardBody(stream);
         throw new RegistryError(
           `blob ${blobSubject(ref, digest)} is larger than ${MAX_IN_MEMORY_BLOB} bytes; stream it instead`,
           'BLOB_TOO_LARGE',
@@ -271,7 +272,7 @@ export class RegistryClient {
     const res = await this.getBlob(ref, digest, { range: `bytes=${offset}-${end}` }, signal);
     if (res.statusCode !== 206) {
       if (res.statusCode === 200) {
-        res.body.destroy();
+        discardBody(res.body);
         throw new RegistryError(`registry ignored the Range request: ${subject}`, 'RANGE_UNSUPPORTED', 200);
       }
       await this.fail(res, `${subject} bytes ${offset}-${end}`, ref.registry);
@@ -297,7 +298,7 @@ export class RegistryClient {
       followRedirects: true,
       ...signalOf(signal),
     });
-    res.body.resume();
+    drainBody(res.body);
     if (res.statusCode === 404) return null;
     if (res.statusCode !== 200) await this.fail(res, blobSubject(ref, digest), ref.registry);
     const size = contentLength(res);
@@ -355,7 +356,7 @@ export class RegistryClient {
       headers: { 'content-length': '0' },
       ...signalOf(signal),
     });
-    res.body.resume();
+    drainBody(res.body);
     if (res.statusCode === 201) return true;
     if (res.statusCode === 202) {
       // The registry opened an ordinary upload instead: close it again.
@@ -396,7 +397,7 @@ export class RegistryClient {
       ...signalOf(signal),
     });
     if (res.statusCode !== 201) await this.fail(res, subject, ref.registry);
-    res.body.resume();
+    drainBody(res.body);
     const stored = headerValue(res.headers['docker-content-digest']);
     // Only comparable when the registry hashed with the same algorithm.
     if (stored?.startsWith(digest.slice(0, digest.indexOf(':') + 1)) && stored !== digest) {
@@ -433,7 +434,7 @@ export class RegistryClient {
     if (res.statusCode === 206 && offset > 0) {
       const start = /^bytes (\d+)-/.exec(headerValue(res.headers['content-range']) ?? '');
       if (start && Number(start[1]) === offset) return res.body;
-      res.body.destroy();
+      discardBody(res.body);
       throw new RegistryError(`registry resumed at the wrong offset: ${subject}`, 'RANGE_INVALID', 206);
     }
     if (res.statusCode !== 200) await this.fail(res, subject, ref.registry);
@@ -451,7 +452,7 @@ export class RegistryClient {
         scopes: pushScopes(ref),
         retry: false,
       });
-      cancel.body.resume();
+      drainBody(cancel.body);
     } catch {
       // An abandoned upload session expires on its own.
     }
@@ -460,7 +461,7 @@ export class RegistryClient {
   /** Throws the error an unexpected answer deserves (a clear 401, or the registry's own error). */
   private async fail(res: RegistryResponse, subject: string, registry: string): Promise<never> {
     if (res.statusCode === 401) {
-      res.body.destroy();
+      discardBody(res.body);
       throw await this.transport.unauthorized(registry, subject);
     }
     throw await registryErrorFrom(res, subject);
@@ -481,7 +482,7 @@ function contentLength(res: RegistryResponse): number | undefined {
 async function readManifestBody(res: RegistryResponse, subject: string): Promise<Buffer> {
   const declared = contentLength(res);
   if (declared !== undefined && declared > MAX_MANIFEST_BYTES) {
-    res.body.destroy();
+    discardBody(res.body);
     throw new ManifestInvalidError(`manifest ${subject} is larger than ${MAX_MANIFEST_BYTES} bytes`);
   }
   const chunks: Buffer[] = [];
@@ -489,7 +490,7 @@ async function readManifestBody(res: RegistryResponse, subject: string): Promise
   for await (const chunk of res.body as AsyncIterable<Buffer>) {
     total += chunk.length;
     if (total > MAX_MANIFEST_BYTES) {
-      res.body.destroy();
+      discardBody(res.body);
       throw new ManifestInvalidError(`manifest ${subject} is larger than ${MAX_MANIFEST_BYTES} bytes`);
     }
     chunks.push(chunk);
@@ -549,7 +550,7 @@ function pickIndexEntry(index: ImageIndex, wanted: Platform, subject: string) {
 function checkContentRange(res: RegistryResponse, start: number, end: number, subject: string): void {
   const m = /^bytes (\d+)-(\d+)\/(\d+|\*)$/.exec(headerValue(res.headers['content-range'])?.trim() ?? '');
   if (!m || Number(m[1]) !== start || Number(m[2]) !== end) {
-    res.body.destroy();
+    discardBody(res.body);
     throw new RegistryError(
       `registry answered a different range than bytes ${start}-${end} asked for: ${subject}`,
       'RANGE_INVALID',
@@ -573,5 +574,5 @@ async function* skipBytesGenerator(body: AsyncIterable<Buffer>, count: number): 
 
 function skipBytes(body: RegistryResponse['body'], count: number) {
   const iterable = skipBytesGenerator(body, count);
-  return Object.assign(iterable, { destroy: () => body.destroy() });
+  return Object.assign(iterable, { destroy: () => discardBody(body) });
 }

@@ -1,6 +1,7 @@
 import type { Dispatcher } from 'undici';
 import { z } from 'zod';
 import { RegistryError } from './errors.js';
+import { discardBody } from './response-body.js';
 
 /** Error bodies are a few hundred bytes; read no more than this of one. */
 const MAX_ERROR_BODY = 64 * 1024;
@@ -35,7 +36,7 @@ async function readCapped(body: Dispatcher.ResponseData['body']): Promise<string
     chunks.push(chunk);
     total += chunk.length;
     if (total >= MAX_ERROR_BODY) {
-      body.destroy();
+      discardBody(body);
       break;
     }
   }

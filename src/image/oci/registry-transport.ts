@@ -3,6 +3,7 @@ import { type AccessScope, RegistryAuthenticator } from './auth.js';
 import type { CredentialStore } from './credentials.js';
 import { RegistryError } from './errors.js';
 import { apiHost } from './reference.js';
+import { discardBody } from './response-body.js';
 import {
   type HttpMethod,
   RetryingHttpClient,
@@ -76,7 +77,7 @@ export class RegistryTransport {
         req.signal,
       );
       if (renewed === undefined) return res;
-      res.body.destroy();
+      discardBody(res.body);
       authorization = renewed;
       res = await this.sendTo(req, url, authorization);
     }
@@ -112,7 +113,7 @@ export class RegistryTransport {
       if (!req.followRedirects || !REDIRECT_STATUSES.has(res.statusCode) || typeof location !== 'string') {
         return Object.assign(res, { url });
       }
-      res.body.destroy();
+      discardBody(res.body);
       if (hop >= MAX_REDIRECTS) {
         throw new RegistryError(
           `too many redirects for ${start.pathname}`,

@@ -62,6 +62,11 @@ export function backoffDelay(policy: RetryPolicy, attempt: number, retryAfterMs?
   return Math.min(MAX_RETRY_AFTER_MS, Math.max(retryAfterMs, jittered));
 }
 
-export function waitBeforeRetry(ms: number, signal?: AbortSignal): Promise<void> {
-  return sleep(ms, undefined, signal ? { signal } : {});
+/** Sleeps, or rejects with the signal's own reason (like fetch) when it is aborted. */
+export async function waitBeforeRetry(ms: number, signal?: AbortSignal): Promise<void> {
+  try {
+    await sleep(ms, undefined, signal ? { signal } : {});
+  } catch (err) {
+    throw signal?.aborted ? (signal.reason ?? err) : err;
+  }
 }

@@ -1,6 +1,7 @@
 import { Agent, type Dispatcher, request } from 'undici';
 import type { Logger } from '../../observability/index.js';
 import { RegistryError } from './errors.js';
+import { discardBody } from './response-body.js';
 import {
   backoffDelay,
   isRetryableNetworkError,
@@ -64,7 +65,7 @@ export class RetryingHttpClient {
         continue;
       }
       if (last || !isRetryableStatus(res.statusCode)) return res;
-      res.body.destroy();
+      discardBody(res.body);
       await this.pause(req, attempt, parseRetryAfter(res.headers['retry-after']), `HTTP ${res.statusCode}`);
     }
   }

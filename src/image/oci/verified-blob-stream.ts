@@ -1,6 +1,7 @@
 import { Readable } from 'node:stream';
 import { DigestVerifier } from './digest.js';
 import { RegistryError } from './errors.js';
+import { discardBody } from './response-body.js';
 import { backoffDelay, isRetryableNetworkError, type RetryPolicy, waitBeforeRetry } from './retry-policy.js';
 
 /** A response body positioned at `offset` of the blob (the opener decides how: Range, or skipping). */
@@ -47,7 +48,7 @@ async function* verifiedChunks(
       resumes++;
       await waitBeforeRetry(backoffDelay(policy, resumes), signal);
     } finally {
-      body.destroy();
+      discardBody(body);
     }
   }
   verifier.verify();

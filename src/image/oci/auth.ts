@@ -27,7 +27,8 @@ const tokenResponseSchema = z
   .object({
     token: z.string().optional(),
     access_token: z.string().optional(),
-    expires_in: z.number().positive().optional(),
+    // A malformed lifetime is treated as absent (60 s) rather than failing the pull.
+    expires_in: z.number().positive().optional().catch(undefined),
     issued_at: z.string().optional(),
   })
   .refine((r) => Boolean(r.token || r.access_token), 'no token in the answer');
@@ -115,39 +116,40 @@ export class RegistryAuthenticator {
   }
 
   /** A live token for exactly these (merged, sorted) scopes; concurrent callers share one fetch. */
-  private cachedToken(
+  private async cachedToken(
     registry: string,
     challenge: BearerChallenge,
     scopeList: string[],
     signal?: AbortSignal,
   ): Promise<string> {
     const key = tokenKey(challenge, scopeList);
-    let entry = this.tokens.get(key);
-    const fresh = entry ? undefined : this.fetchToken(registry, challenge, scopeList, signal);
-    if (fresh) {
-      entry = fresh;
-      this.tokens.set(key, fresh);
-      // A failed fetch must not stay cached.
-      fresh.catch(() => this.tokens.get(key) === fresh && this.tokens.delete(key));
-    }
-    return entry!.then((cached) => {
-      if (cached.expiresAt > Date.now()) return cached.token;
+    for (;;) {
+      let entry = this.tokens.get(key);
+      const fetchedHere = entry === undefined;
+      if (entry === undefined) {
+        // Shared with concurrent callers, so it must not die with this caller's signal.
+        const fetching = this.fetchToken(registry, challenge, scopeList);
+        fetching.catch(() => this.tokens.get(key) === fetching && this.tokens.delete(key));
+        this.tokens.set(key, fetching);
+        entry = fetching;
+      }
+      const cached = await untilAborted(entry, signal);
+      // A token fetched just now is used even if its lifetime is absurdly short: no refetch loop.
+      if (fetchedHere || cached.expiresAt > Date.now()) return cached.token;
       if (this.tokens.get(key) === entry) this.tokens.delete(key);
-      return this.cachedToken(registry, challenge, scopeList, signal);
-    });
+    }
   }
 
   private async fetchToken(
     registry: string,
     challenge: BearerChallenge,
     scopeList: string[],
-    signal?: AbortSignal,
   ): Promise<CachedToken> {
-    const credentials = await this.credentialsFor(registry, signal);
+    const credentials = await this.credentialsFor(registry);
     const startedAt = Date.now();
     const res = credentials?.identityToken
-      ? await this.http.send(refreshTokenRequest(challenge, scopeList, credentials.identityToken, signal))
-      : await this.http.send(tokenGetRequest(challenge, scopeList, credentials, signal));
+      ? await this.http.send(refreshTokenRequest(challenge, scopeList, credentials.identityToken))
+      : await this.http.send(tokenGetRequest(challenge, scopeList, credentials));
     const subject = `token for ${registry} from ${challenge.realm.origin}`;
     if (res.statusCode !== 200) {
       const error = await registryErrorFrom(res, subject);
@@ -214,7 +216,6 @@ function tokenGetRequest(
   challenge: BearerChallenge,
   scopes: string[],
   credentials: RegistryCredentials | undefined,
-  signal?: AbortSignal,
 ) {
   const url = new URL(challenge.realm);
   if (challenge.service) url.searchParams.set('service', challenge.service);
@@ -222,16 +223,11 @@ function tokenGetRequest(
   const authorization = basicHeader(credentials);
   const headers: Record<string, string> = { accept: 'application/json' };
   if (authorization) headers.authorization = authorization;
-  return { method: 'GET' as const, url, headers, ...(signal ? { signal } : {}) };
+  return { method: 'GET' as const, url, headers };
 }
 
 /** The OAuth2 refresh-token grant Docker uses for identity tokens. */
-function refreshTokenRequest(
-  challenge: BearerChallenge,
-  scopes: string[],
-  identityToken: string,
-  signal?: AbortSignal,
-) {
+function refreshTokenRequest(challenge: BearerChallenge, scopes: string[], identityToken: string) {
   const form = new URLSearchParams({
     grant_type: 'refresh_token',
     refresh_token: identityToken,
@@ -244,7 +240,6 @@ function refreshTokenRequest(
     url: challenge.realm,
     headers: { 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' },
     body: form.toString(),
-    ...(signal ? { signal } : {}),
   };
 }
 
@@ -286,4 +281,15 @@ function parseTokenResponse(json: unknown, startedAt: number, subject: string): 
   const from = Number.isNaN(issuedAt) || issuedAt > Date.now() ? startedAt : issuedAt;
   const lifetimeMs = (result.data.expires_in ?? DEFAULT_TOKEN_LIFETIME_S) * 1000;
   return { token, expiresAt: from + Math.max(lifetimeMs - EXPIRY_MARGIN_MS, lifetimeMs / 2) };
+}
+
+/** `promise`, or the signal's reason as soon as it is aborted (the promise itself carries on). */
+function untilAborted<T>(promise: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
+  if (!signal) return promise;
+  if (signal.aborted) return Promise.reject(signal.reason);
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(signal.reason);
+    signal.addEventListener('abort', onAbort, { once: true });
+    promise.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
+  });
 }

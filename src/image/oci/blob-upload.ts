@@ -1,12 +1,14 @@
 import type { Readable } from 'node:stream';
 import { DigestVerifier } from './digest.js';
 import { RegistryError } from './errors.js';
-import type { ImageReference } from './reference.js';
+import { type ImageReference, repositoryPath } from './reference.js';
 import type { RegistryResponse, RegistryTransport } from './registry-transport.js';
 import { drainBody } from './response-body.js';
 import { backoffDelay, isRetryableStatus, type RetryPolicy, waitBeforeRetry } from './retry-policy.js';
 
 export const DEFAULT_UPLOAD_CHUNK = 16 * 1024 * 1024;
+/** Cancelling a failed upload is best effort: never hold the caller up longer than this. */
+const CANCEL_TIMEOUT_MS = 5_000;
 
 export interface BlobUpload {
   ref: ImageReference;
@@ -110,7 +112,7 @@ export class BlobUploader {
     const res = await this.transport.send({
       registry: job.ref.registry,
       method: 'POST',
-      target: `/v2/${job.ref.repository}/blobs/uploads/`,
+      target: `${repositoryPath(job.ref.repository)}/blobs/uploads/`,
       scopes: pushScopes(job.ref),
       headers: { 'content-length': '0' },
       ...signalOf(job),
@@ -162,8 +164,8 @@ export class BlobUploader {
     drainBody(res.body);
   }
 
-  /** Best effort: free the registry's half-written upload. */
-  private async cancel(job: BlobUpload, location: string): Promise<void> {
+  /** Best effort: free the registry's half-written upload session at `location`. */
+  async cancel(job: Pick<BlobUpload, 'ref'>, location: string): Promise<void> {
     try {
       const res = await this.transport.send({
         registry: job.ref.registry,
@@ -171,6 +173,7 @@ export class BlobUploader {
         target: location,
         scopes: pushScopes(job.ref),
         retry: false,
+        signal: AbortSignal.timeout(CANCEL_TIMEOUT_MS),
       });
       drainBody(res.body);
     } catch {

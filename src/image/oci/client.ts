@@ -5,27 +5,26 @@ import type { AccessScope } from './auth.js';
 import { BlobUploader, DEFAULT_UPLOAD_CHUNK, pushScopes } from './blob-upload.js';
 import type { CredentialStore } from './credentials.js';
 import { digestLike, parseContentDigest, sha256Digest } from './digest.js';
-import {
-  DigestMismatchError,
-  ManifestInvalidError,
-  PlatformNotFoundError,
-  RegistryError,
-  UnsupportedMediaTypeError,
-} from './errors.js';
+import { DigestMismatchError, ManifestInvalidError, RegistryError } from './errors.js';
+import { pickIndexEntry } from './index-entry.js';
 import { type ImageIndex, type ImageManifest, MAX_MANIFEST_BYTES, parseManifest } from './manifest.js';
+import { readManifestBody, verifiedManifestDigest } from './manifest-response.js';
+import { type ImageIndexMediaType, type ImageManifestMediaType, MANIFEST_ACCEPT } from './media-types.js';
+import { hostPlatform, type Platform, parsePlatform } from './platform.js';
 import {
-  type ImageIndexMediaType,
-  type ImageManifestMediaType,
-  isImageManifestMediaType,
-  MANIFEST_ACCEPT,
-} from './media-types.js';
-import { choosePlatform, formatPlatform, hostPlatform, type Platform, parsePlatform } from './platform.js';
-import { formatReference, type ImageReference, manifestReference, withDigest } from './reference.js';
+  checkTagOrDigest,
+  formatReference,
+  type ImageReference,
+  manifestReference,
+  repositoryPath,
+  withDigest,
+} from './reference.js';
 import { registryErrorFrom } from './registry-error-response.js';
 import { type RegistryResponse, RegistryTransport } from './registry-transport.js';
 import { discardBody, drainBody } from './response-body.js';
+import { contentLength, contentRange, headerValue } from './response-headers.js';
 import { DEFAULT_RETRY_POLICY, type RetryPolicy } from './retry-policy.js';
-import { verifiedBlobStream } from './verified-blob-stream.js';
+import { skipBytes, verifiedBlobStream } from './verified-blob-stream.js';
 
 export interface RegistryClientOptions {
   /**
@@ -129,14 +128,14 @@ export class RegistryClient {
     const res = await this.transport.send({
       registry: ref.registry,
       method: 'GET',
-      target: `/v2/${ref.repository}/manifests/${manifestReference(ref)}`,
+      target: `${repositoryPath(ref.repository)}/manifests/${manifestReference(ref)}`,
       scopes: pullScopes(ref),
       headers: { accept: MANIFEST_ACCEPT.join(', ') },
       ...signalOf(signal),
     });
     if (res.statusCode !== 200) await this.fail(res, subject, ref.registry);
     const bytes = await readManifestBody(res, subject);
-    const digest = manifestDigest(ref, bytes, res.headers['docker-content-digest'], subject);
+    const digest = verifiedManifestDigest(ref, bytes, res, subject);
     const parsed = parseManifest(bytes, headerValue(res.headers['content-type']), `manifest ${subject}`);
     return { ...parsed, digest, bytes } as FetchedManifest;
   }
@@ -147,7 +146,7 @@ export class RegistryClient {
     const res = await this.transport.send({
       registry: ref.registry,
       method: 'HEAD',
-      target: `/v2/${ref.repository}/manifests/${manifestReference(ref)}`,
+      target: `${repositoryPath(ref.repository)}/manifests/${manifestReference(ref)}`,
       scopes: pullScopes(ref),
       headers: { accept: MANIFEST_ACCEPT.join(', ') },
       ...signalOf(signal),
@@ -156,13 +155,15 @@ export class RegistryClient {
     if (res.statusCode === 404) return null;
     if (res.statusCode !== 200) await this.fail(res, subject, ref.registry);
     const digest = headerValue(res.headers['docker-content-digest']) ?? ref.digest;
-    if (!digest)
+    if (!digest) {
       throw new RegistryError(`registry sent no Docker-Content-Digest: ${subject}`, 'DIGEST_MISSING', 200);
+    }
     parseContentDigest(digest);
-    if (ref.digest && digest !== ref.digest)
+    if (ref.digest && digest !== ref.digest) {
       throw new DigestMismatchError(ref.digest, digest, `manifest ${subject}`);
+    }
     const mediaType = headerValue(res.headers['content-type'])?.split(';')[0]?.trim() ?? '';
-    return { digest, mediaType, size: contentLength(res) ?? -1 };
+    return { digest, mediaType, size: contentLength(res.headers) ?? -1 };
   }
 
   /**
@@ -277,39 +278,28 @@ export class RegistryClient {
       }
       await this.fail(res, `${subject} bytes ${offset}-${end}`, ref.registry);
     }
-    checkContentRange(res, offset, end, subject);
+    const range = contentRange(res.headers);
+    if (!range || range[0] !== offset || range[1] !== end) {
+      discardBody(res.body);
+      throw new RegistryError(
+        `registry answered another range than bytes ${offset}-${end}: ${subject}`,
+        'RANGE_INVALID',
+        206,
+      );
+    }
     try {
       return await readExactly(res.body, length);
     } catch (err) {
-      if (err instanceof ShortBodyError)
+      if (err instanceof ShortBodyError) {
         throw new RegistryError(`${subject}: ${err.message}`, 'SHORT_BODY', 206);
+      }
       throw err;
     }
   }
 
   /** `{ size }` if the repository has the blob, else null. */
   async hasBlob(ref: ImageReference, digest: string, signal?: AbortSignal): Promise<{ size: number } | null> {
-    parseContentDigest(digest);
-    const res = await this.transport.send({
-      registry: ref.registry,
-      method: 'HEAD',
-      target: `/v2/${ref.repository}/blobs/${digest}`,
-      scopes: pullScopes(ref),
-      followRedirects: true,
-      ...signalOf(signal),
-    });
-    drainBody(res.body);
-    if (res.statusCode === 404) return null;
-    if (res.statusCode !== 200) await this.fail(res, blobSubject(ref, digest), ref.registry);
-    const size = contentLength(res);
-    if (size === undefined) {
-      throw new RegistryError(
-        `registry sent no Content-Length: ${blobSubject(ref, digest)}`,
-        'SIZE_MISSING',
-        200,
-      );
-    }
-    return { size };
+    return this.statBlob(ref, digest, pullScopes(ref), signal);
   }
 
   /**
@@ -325,7 +315,8 @@ export class RegistryClient {
   ): Promise<void> {
     parseContentDigest(digest);
     if (!Number.isSafeInteger(size) || size < 0) throw new RangeError(`invalid blob size ${size}`);
-    const existing = await this.hasBlob(ref, digest, signal);
+    // Asked with the push scope so that a token registry issues one token for the whole push.
+    const existing = await this.statBlob(ref, digest, pushScopes(ref), signal);
     if (existing) {
       if (existing.size !== size) {
         throw new RegistryError(
@@ -347,11 +338,12 @@ export class RegistryClient {
     signal?: AbortSignal,
   ): Promise<boolean> {
     parseContentDigest(digest);
+    repositoryPath(fromRepository); // validates the name
     const query = new URLSearchParams({ mount: digest, from: fromRepository });
     const res = await this.transport.send({
       registry: ref.registry,
       method: 'POST',
-      target: `/v2/${ref.repository}/blobs/uploads/?${query}`,
+      target: `${repositoryPath(ref.repository)}/blobs/uploads/?${query}`,
       scopes: [...pushScopes(ref), { repository: fromRepository, actions: ['pull'] }],
       headers: { 'content-length': '0' },
       ...signalOf(signal),
@@ -360,7 +352,8 @@ export class RegistryClient {
     if (res.statusCode === 201) return true;
     if (res.statusCode === 202) {
       // The registry opened an ordinary upload instead: close it again.
-      await this.deleteUpload(ref, res);
+      const location = headerValue(res.headers.location);
+      if (location) await this.uploader.cancel({ ref }, new URL(location, res.url).href);
       return false;
     }
     if ([401, 403, 404].includes(res.statusCode)) return false;
@@ -382,15 +375,17 @@ export class RegistryClient {
     if (bytes.length > MAX_MANIFEST_BYTES) {
       throw new ManifestInvalidError(`manifest is larger than ${MAX_MANIFEST_BYTES} bytes`);
     }
-    const digest = reference.includes(':') ? digestLike(reference, bytes) : sha256Digest(bytes);
-    if (reference.includes(':') && digest !== reference) {
+    checkTagOrDigest(reference);
+    const byDigest = reference.includes(':');
+    const digest = byDigest ? digestLike(reference, bytes) : sha256Digest(bytes);
+    if (byDigest && digest !== reference) {
       throw new DigestMismatchError(reference, digest, `manifest for ${ref.registry}/${ref.repository}`);
     }
-    const subject = `${ref.registry}/${ref.repository}${reference.includes(':') ? '@' : ':'}${reference}`;
+    const subject = `${ref.registry}/${ref.repository}${byDigest ? '@' : ':'}${reference}`;
     const res = await this.transport.send({
       registry: ref.registry,
       method: 'PUT',
-      target: `/v2/${ref.repository}/manifests/${reference}`,
+      target: `${repositoryPath(ref.repository)}/manifests/${reference}`,
       scopes: pushScopes(ref),
       headers: { 'content-type': mediaType, 'content-length': String(bytes.length) },
       body: bytes,
@@ -410,6 +405,35 @@ export class RegistryClient {
     await this.transport.close();
   }
 
+  private async statBlob(
+    ref: ImageReference,
+    digest: string,
+    scopes: AccessScope[],
+    signal?: AbortSignal,
+  ): Promise<{ size: number } | null> {
+    parseContentDigest(digest);
+    const res = await this.transport.send({
+      registry: ref.registry,
+      method: 'HEAD',
+      target: `${repositoryPath(ref.repository)}/blobs/${digest}`,
+      scopes,
+      followRedirects: true,
+      ...signalOf(signal),
+    });
+    drainBody(res.body);
+    if (res.statusCode === 404) return null;
+    if (res.statusCode !== 200) await this.fail(res, blobSubject(ref, digest), ref.registry);
+    const size = contentLength(res.headers);
+    if (size === undefined) {
+      throw new RegistryError(
+        `registry sent no Content-Length: ${blobSubject(ref, digest)}`,
+        'SIZE_MISSING',
+        200,
+      );
+    }
+    return { size };
+  }
+
   private getBlob(
     ref: ImageReference,
     digest: string,
@@ -419,7 +443,7 @@ export class RegistryClient {
     return this.transport.send({
       registry: ref.registry,
       method: 'GET',
-      target: `/v2/${ref.repository}/blobs/${digest}`,
+      target: `${repositoryPath(ref.repository)}/blobs/${digest}`,
       scopes: pullScopes(ref),
       headers,
       followRedirects: true,
@@ -432,30 +456,12 @@ export class RegistryClient {
     const subject = blobSubject(ref, digest);
     const res = await this.getBlob(ref, digest, offset > 0 ? { range: `bytes=${offset}-` } : {}, signal);
     if (res.statusCode === 206 && offset > 0) {
-      const start = /^bytes (\d+)-/.exec(headerValue(res.headers['content-range']) ?? '');
-      if (start && Number(start[1]) === offset) return res.body;
+      if (contentRange(res.headers)?.[0] === offset) return res.body;
       discardBody(res.body);
       throw new RegistryError(`registry resumed at the wrong offset: ${subject}`, 'RANGE_INVALID', 206);
     }
     if (res.statusCode !== 200) await this.fail(res, subject, ref.registry);
     return offset > 0 ? skipBytes(res.body, offset) : res.body;
-  }
-
-  private async deleteUpload(ref: ImageReference, res: RegistryResponse): Promise<void> {
-    const location = headerValue(res.headers.location);
-    if (!location) return;
-    try {
-      const cancel = await this.transport.send({
-        registry: ref.registry,
-        method: 'DELETE',
-        target: new URL(location, res.url).href,
-        scopes: pushScopes(ref),
-        retry: false,
-      });
-      drainBody(cancel.body);
-    } catch {
-      // An abandoned upload session expires on its own.
-    }
   }
 
   /** Throws the error an unexpected answer deserves (a clear 401, or the registry's own error). */
@@ -466,113 +472,4 @@ export class RegistryClient {
     }
     throw await registryErrorFrom(res, subject);
   }
-}
-
-function headerValue(value: string | string[] | undefined): string | undefined {
-  return Array.isArray(value) ? value[0] : value;
-}
-
-function contentLength(res: RegistryResponse): number | undefined {
-  const value = headerValue(res.headers['content-length']);
-  if (value === undefined || !/^\d+$/.test(value)) return undefined;
-  const n = Number(value);
-  return Number.isSafeInteger(n) ? n : undefined;
-}
-
-async function readManifestBody(res: RegistryResponse, subject: string): Promise<Buffer> {
-  const declared = contentLength(res);
-  if (declared !== undefined && declared > MAX_MANIFEST_BYTES) {
-    discardBody(res.body);
-    throw new ManifestInvalidError(`manifest ${subject} is larger than ${MAX_MANIFEST_BYTES} bytes`);
-  }
-  const chunks: Buffer[] = [];
-  let total = 0;
-  for await (const chunk of res.body as AsyncIterable<Buffer>) {
-    total += chunk.length;
-    if (total > MAX_MANIFEST_BYTES) {
-      discardBody(res.body);
-      throw new ManifestInvalidError(`manifest ${subject} is larger than ${MAX_MANIFEST_BYTES} bytes`);
-    }
-    chunks.push(chunk);
-  }
-  return Buffer.concat(chunks, total);
-}
-
-/**
- * The digest of fetched manifest bytes. Fetched by digest: they must hash to it. Fetched by tag: we
- * compute it ourselves, and a registry claiming a different Docker-Content-Digest is not believed.
- */
-function manifestDigest(
-  ref: ImageReference,
-  bytes: Buffer,
-  header: string | string[] | undefined,
-  subject: string,
-) {
-  const what = `manifest ${subject}`;
-  if (ref.digest) {
-    const actual = digestLike(ref.digest, bytes);
-    if (actual !== ref.digest) throw new DigestMismatchError(ref.digest, actual, what);
-    return ref.digest;
-  }
-  const computed = sha256Digest(bytes);
-  const claimed = headerValue(header);
-  if (claimed) {
-    let actual: string | undefined;
-    try {
-      actual = digestLike(claimed, bytes);
-    } catch {
-      actual = undefined; // an unparseable header is not evidence of anything
-    }
-    if (actual !== undefined && actual !== claimed) throw new DigestMismatchError(claimed, actual, what);
-  }
-  return computed;
-}
-
-function pickIndexEntry(index: ImageIndex, wanted: Platform, subject: string) {
-  const candidates = index.manifests.map((m) =>
-    isImageManifestMediaType(m.mediaType) ? m.platform : undefined,
-  );
-  const chosen = choosePlatform(wanted, candidates);
-  if (chosen < 0) {
-    const available = index.manifests
-      .filter((m) => m.platform && isImageManifestMediaType(m.mediaType))
-      .map((m) => formatPlatform(m.platform!));
-    if (index.manifests.length > 0 && available.length === 0) {
-      const other = index.manifests[0]!.mediaType;
-      if (!isImageManifestMediaType(other))
-        throw new UnsupportedMediaTypeError(other, `entry of index ${subject}`);
-    }
-    throw new PlatformNotFoundError(formatPlatform(wanted), available, subject);
-  }
-  return index.manifests[chosen]!;
-}
-
-function checkContentRange(res: RegistryResponse, start: number, end: number, subject: string): void {
-  const m = /^bytes (\d+)-(\d+)\/(\d+|\*)$/.exec(headerValue(res.headers['content-range'])?.trim() ?? '');
-  if (!m || Number(m[1]) !== start || Number(m[2]) !== end) {
-    discardBody(res.body);
-    throw new RegistryError(
-      `registry answered a different range than bytes ${start}-${end} asked for: ${subject}`,
-      'RANGE_INVALID',
-      206,
-    );
-  }
-}
-
-/** Drops the first `count` bytes of a body (a registry that answered a resume with the whole blob). */
-async function* skipBytesGenerator(body: AsyncIterable<Buffer>, count: number): AsyncGenerator<Buffer> {
-  let left = count;
-  for await (const chunk of body) {
-    if (left >= chunk.length) {
-      left -= chunk.length;
-      continue;
-    }
-    yield left > 0 ? chunk.subarray(left) : chunk;
-    left = 0;
-  }
-}
-
-function skipBytes(body: RegistryResponse['body'], count: number) {
-  const iterable = skipBytesGenerator(body, count);
-  return Object.assign(iterable, { destroy: () => discardBody(body) });
 }

@@ -11,7 +11,7 @@ const imageConfigSchema = z.looseObject({
     type: z.literal('layers'),
     diff_ids: z.array(z.string().refine(isContentDigest, 'not a sha256/sha512 digest')),
   }),
-  config: z.looseObject({}).optional(),
+  config: z.looseObject({}).nullable().optional(),
   history: z.array(z.looseObject({ empty_layer: z.boolean().optional() })).optional(),
 });
 

@@ -2,13 +2,10 @@ import { z } from 'zod';
 import { isContentDigest } from './digest.js';
 import { ManifestInvalidError, UnsupportedMediaTypeError } from './errors.js';
 import {
-  DOCKER_MANIFEST,
-  DOCKER_MANIFEST_LIST,
   type ImageIndexMediaType,
   type ImageManifestMediaType,
   isImageIndexMediaType,
   isImageManifestMediaType,
-  type ManifestMediaType,
   OCI_INDEX,
   OCI_MANIFEST,
 } from './media-types.js';
@@ -140,13 +137,4 @@ export function parseManifest(
     return { kind: 'index', mediaType, json: result.data };
   }
   throw new UnsupportedMediaTypeError(mediaType, 'manifest');
-}
-
-/** Docker manifests and lists must say what they are; OCI ones may leave it out. */
-export function manifestMediaTypeFor(
-  kind: 'manifest' | 'index',
-  format: 'oci' | 'docker',
-): ManifestMediaType {
-  if (kind === 'manifest') return format === 'oci' ? OCI_MANIFEST : DOCKER_MANIFEST;
-  return format === 'oci' ? OCI_INDEX : DOCKER_MANIFEST_LIST;
 }

@@ -127,9 +127,30 @@ export function withDigest(ref: ImageReference, digest: string): ImageReference 
   return { ...ref, digest };
 }
 
-/** What to put after `/manifests/`: the digest when known, else the tag. */
+/** What to put after `/manifests/`: the digest when known, else the tag (checked: it goes into a URL). */
 export function manifestReference(ref: ImageReference): string {
-  return ref.digest ?? ref.tag ?? DEFAULT_TAG;
+  const reference = ref.digest ?? ref.tag ?? DEFAULT_TAG;
+  checkTagOrDigest(reference);
+  return reference;
+}
+
+/** A tag or a digest, as `PUT /manifests/<reference>` takes. */
+export function checkTagOrDigest(reference: string): void {
+  if (reference.includes(':')) {
+    try {
+      parseContentDigest(reference);
+    } catch (err) {
+      throw new InvalidReferenceError(reference, err instanceof DigestError ? err.message : String(err));
+    }
+  } else if (!TAG.test(reference)) {
+    throw new InvalidReferenceError(reference, 'bad tag (letters, digits, _ . -; at most 128)');
+  }
+}
+
+/** `/v2/<repository>`, after checking the name: references may be built by hand, and it goes into a URL. */
+export function repositoryPath(repository: string): string {
+  checkRepository(repository, repository);
+  return `/v2/${repository}`;
 }
 
 /** The host[:port] that serves the registry API for this reference. */

@@ -65,10 +65,12 @@ export class RegistryTransport {
   }
 
   async send(req: RegistryRequest): Promise<RegistryResponse> {
-    const url = new URL(req.target, this.baseUrl(req.registry));
+    const registryOrigin = this.baseUrl(req.registry).origin;
+    const url = new URL(req.target, registryOrigin);
     let authorization = await this.auth.authorize(req.registry, req.scopes, req.signal);
-    let res = await this.sendTo(req, url, authorization);
-    if (res.statusCode === 401) {
+    let res = await this.sendTo(req, url, registryOrigin, authorization);
+    // Only the registry's own challenges count: a 401 from object storage is not ours to answer.
+    if (res.statusCode === 401 && res.url.origin === registryOrigin) {
       const renewed = await this.auth.renew(
         req.registry,
         res.headers['www-authenticate'],
@@ -79,7 +81,7 @@ export class RegistryTransport {
       if (renewed === undefined) return res;
       discardBody(res.body);
       authorization = renewed;
-      res = await this.sendTo(req, url, authorization);
+      res = await this.sendTo(req, url, registryOrigin, authorization);
     }
     return res;
   }
@@ -94,13 +96,15 @@ export class RegistryTransport {
   private async sendTo(
     req: RegistryRequest,
     start: URL,
+    registryOrigin: string,
     authorization: string | undefined,
   ): Promise<RegistryResponse> {
     let url = start;
     for (let hop = 0; ; hop++) {
       const headers: Record<string, string> = { ...req.headers };
-      // Credentials are for the registry only: a redirect to object storage must not see them.
-      if (authorization && url.origin === start.origin) headers.authorization = authorization;
+      // Credentials are for the registry only: object storage it redirects to, or an upload
+      // Location on another host, must not see them (containerd behaves the same way).
+      if (authorization && url.origin === registryOrigin) headers.authorization = authorization;
       const res = await this.http.send({
         method: req.method,
         url,

@@ -62,3 +62,20 @@ function bodyError(err: unknown, verifier: DigestVerifier): unknown {
     0,
   );
 }
+
+/** Drops the first `count` bytes of a body (a registry that answered a resume with the whole blob). */
+async function* skipBytesGenerator(body: AsyncIterable<Buffer>, count: number): AsyncGenerator<Buffer> {
+  let left = count;
+  for await (const chunk of body) {
+    if (left >= chunk.length) {
+      left -= chunk.length;
+      continue;
+    }
+    yield left > 0 ? chunk.subarray(left) : chunk;
+    left = 0;
+  }
+}
+
+export function skipBytes(body: Readable, count: number): AsyncIterable<Buffer> & { destroy(): void } {
+  return Object.assign(skipBytesGenerator(body, count), { destroy: () => discardBody(body) });
+}

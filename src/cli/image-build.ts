@@ -1,4 +1,3 @@
-import { SingleBar } from 'cli-progress';
 import { Command, Option } from 'commander';
 // parseSize is not re-exported by src/config/index.ts yet.
 import { parseSize } from '../config/units.js';
@@ -66,7 +65,7 @@ export function imageBuildCommand(): Command {
       const onSignal = () => controller.abort();
       process.once('SIGINT', onSignal);
       process.once('SIGTERM', onSignal);
-      const progress = !opts.json && process.stderr.isTTY ? new BuildProgressBar() : null;
+      const progress = !opts.json && process.stderr.isTTY ? new BuildProgressLine() : null;
       try {
         const summary = await buildImage(dir, opts.output, {
           chunkSize: opts.chunkSize as number,
@@ -88,33 +87,27 @@ export function imageBuildCommand(): Command {
     });
 }
 
-/** A bar over the bytes of file content, started once the scan knows the total. */
-class BuildProgressBar {
-  private readonly bar = new SingleBar({
-    format: ' {bar} {percentage}% | {done}/{size} | {speed}',
-    hideCursor: true,
-    stream: process.stderr,
-  });
+/** One status line on stderr: entries found and file bytes chunked so far, and the rate. */
+class BuildProgressLine {
   private readonly started = Date.now();
-  private running = false;
+  private lastDraw = 0;
+  private drawn = false;
 
   show(progress: WalkProgress): void {
-    if (progress.phase !== 'content') return;
-    const seconds = Math.max((Date.now() - this.started) / 1000, 0.001);
-    const payload = {
-      done: humanBytes(progress.bytesDone),
-      size: humanBytes(progress.bytesTotal),
-      speed: `${humanBytes(progress.bytesDone / seconds)}/s`,
-    };
-    if (!this.running) {
-      this.bar.start(progress.bytesTotal, progress.bytesDone, payload);
-      this.running = true;
-    } else this.bar.update(progress.bytesDone, payload);
+    const now = Date.now();
+    if (now - this.lastDraw < 100) return;
+    this.lastDraw = now;
+    const seconds = Math.max((now - this.started) / 1000, 0.001);
+    const line =
+      `${progress.entries} entries, ${progress.files} files, ${humanBytes(progress.bytesDone)} chunked ` +
+      `(${humanBytes(progress.bytesDone / seconds)}/s)`;
+    process.stderr.write(`\r${line}\x1b[K`);
+    this.drawn = true;
   }
 
   stop(): void {
-    if (this.running) this.bar.stop();
-    this.running = false;
+    if (this.drawn) process.stderr.write('\r\x1b[K');
+    this.drawn = false;
   }
 }
 

@@ -105,7 +105,8 @@ export async function buildImage(
       onFileContent: builder.addFile,
       signal: options.signal,
       onProgress: options.onProgress,
-      readSize: chunkSize,
+      // Pieces of whole chunks let the chunker use them without copying.
+      readSize: Math.max(chunkSize, 1024 * 1024),
     });
     await builder.finish();
     if (builder.blobFile?.created) created.file(builder.blobFile.path);

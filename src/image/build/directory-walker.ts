@@ -1,44 +1,39 @@
 /**
- * Walks a directory into the image tree model. First the metadata (lstat of every entry, xattrs in
- * getfattr batches, symlink targets), then every regular file's content once (hard links share one
- * node, keyed by (dev, ino)), in image order (depth first, names sorted by UTF-8 bytes), through
- * a caller's sink — so the walker knows nothing about chunks.
+ * Walks a directory into the image tree model, and streams every regular file's content once (hard
+ * links share one node, keyed by (dev, ino)) through a caller's sink, one file at a time in image
+ * order (depth first, names sorted by UTF-8 bytes) — so the walker knows nothing about chunks.
+ *
+ * The file system work runs on a worker thread (tree-reader-worker.ts) that sends entries and file
+ * bytes in that order; this side assembles the tree, has getfattr read the xattrs, and feeds the
+ * sink, consuming file bytes no faster than the sink takes them.
  *
  * Never follows symlinks and stays on DIR's filesystem: a mount point inside DIR is kept as an empty
- * directory (like `tar --one-file-system`). Names (and symlink targets) must be valid UTF-8, because
+ * directory (like `tar --one-file-system`). Names and symlink targets must be valid UTF-8, because
  * the image model holds them as strings: anything else is refused with ENONUTF8NAME naming the path.
  */
-import type { BigIntStats } from 'node:fs';
-import { lstat, readdir, readlink, realpath } from 'node:fs/promises';
+import { realpath, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import type {
-  DeviceNode,
-  DirectoryNode,
-  FileNode,
-  InodeAttributes,
-  SpecialNode,
-  SymlinkNode,
-  TreeNode,
-} from '../format/index.js';
-import { ImageBuildError } from './errors.js';
-import { FileReader } from './file-reader.js';
+import type { Worker } from 'node:worker_threads';
+import { AsyncQueue } from '../../async/index.js';
+import type { DirectoryNode, FileNode, TreeNode } from '../format/index.js';
+import { ImageBuildError, type ImageBuildErrorCode } from './errors.js';
+import type { EntryRecord, TreeReaderInput, TreeRecord } from './tree-reader-protocol.js';
+import { siblingModule, startWorker } from './worker-thread.js';
 import { XattrReader } from './xattr-reader.js';
 
 /** Receives one file's content (exactly `size` bytes) and returns its chunk list. */
 export type FileContentSink = (content: AsyncIterable<Buffer>, size: number) => Promise<Array<number | null>>;
 
 export interface WalkProgress {
-  phase: 'scan' | 'content';
-  /** Entries found so far (scan) / in total (content). */
+  /** Entries and regular files (each inode once) found so far, and the file bytes the sink took. */
   entries: number;
-  /** Content bytes passed to the sink so far, and in total (content phase only). */
+  files: number;
   bytesDone: number;
-  bytesTotal: number;
 }
 
 export interface WalkOptions {
   onFileContent: FileContentSink;
-  /** Largest single read from a file; the sink gets pieces of at most this size. */
+  /** Largest piece of content the sink gets. */
   readSize?: number;
   signal?: AbortSignal;
   onProgress?: (progress: WalkProgress) => void;
@@ -57,257 +52,237 @@ export interface WalkResult {
   mountPoints: string[];
 }
 
-const FS_CONCURRENCY = 32;
 const DEFAULT_READ_SIZE = 1024 * 1024;
+/** ImageBuildError codes the tree reader reports (others are errno codes). */
+const READER_ERROR_CODES = new Set(['ENONUTF8NAME', 'EINVAL']);
+/** File bytes read ahead of the sink (bounds memory; keeps the reader busy while the sink works). */
+const READ_AHEAD_BYTES = 64 * 1024 * 1024;
+const NOTIFY_STEP_BYTES = 4 * 1024 * 1024;
 
 export async function walkDirectory(dir: string, options: WalkOptions): Promise<WalkResult> {
-  const rootPath = await realpath(dir);
-  const scan = new TreeScan(rootPath, options);
-  const root = await scan.run();
-  const files = filesInImageOrder(root, rootPath);
-  const fileBytes = files.reduce((sum, f) => sum + f.node.size, 0);
-  await feedContents(files, fileBytes, scan.entries, options);
-  return {
-    root,
-    entries: scan.entries,
-    files: files.length,
-    fileBytes,
-    hardLinks: scan.regularNames - files.length,
-    mountPoints: scan.mountPoints,
-  };
+  const root = await realpath(dir);
+  if (!(await stat(root)).isDirectory()) throw new ImageBuildError('EINVAL', `${dir} is not a directory`);
+  options.signal?.throwIfAborted();
+  return new TreeAssembly(root, options).run();
 }
 
-interface FileEntry {
-  path: string;
+/** One file whose bytes are arriving: its pieces queue up until the sink takes them. */
+interface IncomingFile {
   node: FileNode;
+  pieces: AsyncQueue<Buffer>;
 }
 
-/** The metadata pass: builds the tree with empty chunk lists. */
-class TreeScan {
-  entries = 0;
-  regularNames = 0;
-  readonly mountPoints: string[] = [];
-  /** Hard-linked inodes by (dev, ino); a promise so two names scanned at once share one node. */
-  private readonly inodes = new Map<string, Promise<TreeNode>>();
+class TreeAssembly {
+  private readonly nodes: TreeNode[] = [];
+  private readonly directoryPaths = new Map<number, string>();
   private readonly xattrs: XattrReader;
-  private readonly fsLimit = concurrencyLimit(FS_CONCURRENCY);
-  private rootDev = 0n;
+  /** Every node with the path its xattrs were requested for. */
+  private readonly xattrTargets: Array<[string, TreeNode]> = [];
+  private readonly consumed = new SharedArrayBuffer(8);
+  private readonly consumedView = new BigInt64Array(this.consumed);
+  private worker: Worker | null = null;
+  private incoming: IncomingFile | null = null;
+  /** Sink calls, chained: one file at a time, in image order. */
+  private sinking: Promise<void> = Promise.resolve();
+  private finished = false;
+  private settle!: { resolve: () => void; reject: (err: unknown) => void };
+  private readonly result: Omit<WalkResult, 'root'> = {
+    entries: 0,
+    files: 0,
+    fileBytes: 0,
+    hardLinks: 0,
+    mountPoints: [],
+  };
+  private bytesDone = 0;
+  /** File bytes the sink took that the reader was not told about yet. */
+  private unreported = 0;
 
   constructor(
-    private readonly dir: string,
+    private readonly rootPath: string,
     private readonly options: WalkOptions,
   ) {
-    this.xattrs = new XattrReader({ signal: options.signal });
+    this.xattrs = new XattrReader(options.signal);
   }
 
-  async run(): Promise<DirectoryNode> {
-    const stats = await lstat(this.dir, { bigint: true });
-    if (!stats.isDirectory()) throw new ImageBuildError('EINVAL', `${this.dir} is not a directory`);
-    this.rootDev = stats.dev;
-    const root = (await this.nodeFor(this.dir, stats)) as DirectoryNode;
-    const scanned = await this.fillDirectory(this.dir, root).then(
-      () => null,
-      (err: unknown) => ({ err }),
-    );
-    // Wait for the getfattr processes even when the scan failed; report the scan's error first.
-    const xattrs = await this.xattrs.finish().then(
-      () => null,
-      (err: unknown) => ({ err }),
-    );
-    const failure = scanned ?? xattrs;
-    if (failure) throw failure.err;
-    return root;
-  }
-
-  private async fillDirectory(path: string, dir: DirectoryNode): Promise<void> {
-    this.options.signal?.throwIfAborted();
-    const names = await this.fsLimit(() => readdir(path, { encoding: 'buffer' }));
-    names.sort(Buffer.compare);
-    const entries = await Promise.all(
-      names.map(async (raw) => {
-        const name = utf8Name(raw, path);
-        const childPath = join(path, name);
-        const stats = await this.fsLimit(() => lstat(childPath, { bigint: true }));
-        return { name, childPath, stats, node: await this.nodeFor(childPath, stats) };
-      }),
-    );
-    const subdirectories: Array<Promise<void>> = [];
-    for (const { name, childPath, stats, node } of entries) {
-      dir.children.set(name, node);
-      if (node.kind === 'file') this.regularNames++;
-      if (node.kind !== 'directory') continue;
-      if (stats.dev !== this.rootDev) this.mountPoints.push(childPath);
-      else subdirectories.push(this.fillDirectory(childPath, node));
-    }
-    this.entries += entries.length;
-    this.options.onProgress?.({ phase: 'scan', entries: this.entries, bytesDone: 0, bytesTotal: 0 });
-    await Promise.all(subdirectories);
-  }
-
-  /** The node for an lstat result; a second name of a hard-linked inode gets the same object. */
-  private nodeFor(path: string, stats: BigIntStats): Promise<TreeNode> {
-    if (stats.isDirectory() || stats.nlink < 2n) return this.newNode(path, stats);
-    const key = `${stats.dev}:${stats.ino}`;
-    let node = this.inodes.get(key);
-    if (!node) {
-      node = this.newNode(path, stats);
-      this.inodes.set(key, node);
-    }
-    return node;
-  }
-
-  private async newNode(path: string, stats: BigIntStats): Promise<TreeNode> {
-    const node = await this.nodeOfType(path, stats);
-    this.xattrs.request(path, (xattrs) => {
-      node.xattrs = xattrs;
+  async run(): Promise<WalkResult> {
+    const read = new Promise<void>((resolve, reject) => {
+      this.settle = { resolve, reject };
     });
-    return node;
-  }
-
-  private async nodeOfType(path: string, stats: BigIntStats): Promise<TreeNode> {
-    const attributes = attributesOf(stats);
-    if (stats.isFile())
-      return { kind: 'file', ...attributes, size: Number(stats.size), chunks: [] } satisfies FileNode;
-    if (stats.isDirectory())
-      return { kind: 'directory', ...attributes, children: new Map() } satisfies DirectoryNode;
-    if (stats.isSymbolicLink()) {
-      const target = await this.fsLimit(() => readlink(path, { encoding: 'buffer' }));
-      return { kind: 'symlink', ...attributes, target: utf8Target(target, path) } satisfies SymlinkNode;
-    }
-    if (stats.isCharacterDevice() || stats.isBlockDevice()) {
-      const kind = stats.isCharacterDevice() ? 'char' : 'block';
-      return { kind, ...attributes, ...decodeRdev(stats.rdev) } satisfies DeviceNode;
-    }
-    if (stats.isFIFO()) return { kind: 'fifo', ...attributes } satisfies SpecialNode;
-    if (stats.isSocket()) return { kind: 'socket', ...attributes } satisfies SpecialNode;
-    throw new ImageBuildError('EINVAL', `${path}: unsupported file type (mode ${stats.mode.toString(8)})`);
-  }
-}
-
-/** Regular files once each, depth first in sorted name order, with a path to read each from. */
-function filesInImageOrder(root: DirectoryNode, rootPath: string): FileEntry[] {
-  const files: FileEntry[] = [];
-  const seen = new Set<FileNode>();
-  const visit = (dir: DirectoryNode, dirPath: string) => {
-    for (const [name, node] of dir.children) {
-      if (node.kind === 'directory') visit(node, join(dirPath, name));
-      else if (node.kind === 'file' && !seen.has(node)) {
-        seen.add(node);
-        files.push({ path: join(dirPath, name), node });
-      }
-    }
-  };
-  visit(root, rootPath);
-  return files;
-}
-
-function attributesOf(stats: BigIntStats): InodeAttributes {
-  // mtimeNs may be negative (before 1970): keep nsec in [0, 1e9).
-  const ns = stats.mtimeNs;
-  let sec = ns / 1_000_000_000n;
-  let nsec = ns % 1_000_000_000n;
-  if (nsec < 0n) {
-    nsec += 1_000_000_000n;
-    sec -= 1n;
-  }
-  return {
-    mode: Number(stats.mode & 0o7777n),
-    uid: Number(stats.uid),
-    gid: Number(stats.gid),
-    mtimeSec: Number(sec),
-    mtimeNsec: Number(nsec),
-    xattrs: new Map(),
-  };
-}
-
-/** Linux's dev_t encoding (glibc `gnu_dev_major/minor`): 12+20 bits split across the 64-bit value. */
-export function decodeRdev(rdev: bigint): { rdevMajor: number; rdevMinor: number } {
-  return {
-    rdevMajor: Number(((rdev >> 8n) & 0xfffn) | ((rdev >> 32n) & ~0xfffn)),
-    rdevMinor: Number((rdev & 0xffn) | ((rdev >> 12n) & ~0xffn)),
-  };
-}
-
-function utf8Name(raw: Buffer, dir: string): string {
-  const name = raw.toString('utf8');
-  if (!Buffer.from(name, 'utf8').equals(raw)) {
-    throw new ImageBuildError(
-      'ENONUTF8NAME',
-      `${join(dir, escapeBytes(raw))}: the name is not valid UTF-8; image names must be UTF-8 (rename it)`,
-    );
-  }
-  return name;
-}
-
-function utf8Target(raw: Buffer, path: string): string {
-  const target = raw.toString('utf8');
-  if (!Buffer.from(target, 'utf8').equals(raw)) {
-    throw new ImageBuildError(
-      'ENONUTF8NAME',
-      `${path}: the symlink target ${escapeBytes(raw)} is not valid UTF-8; image symlink targets must be UTF-8`,
-    );
-  }
-  return target;
-}
-
-/** Printable ASCII as is, everything else as \xNN. */
-function escapeBytes(raw: Buffer): string {
-  return [...raw]
-    .map((b) => (b >= 0x20 && b < 0x7f ? String.fromCharCode(b) : `\\x${b.toString(16).padStart(2, '0')}`))
-    .join('');
-}
-
-/**
- * Streams each file to the sink, one at a time, in image order. The next few files are opened and
- * their first piece read while the sink works, so small files do not cost a round trip each.
- */
-async function feedContents(
-  files: FileEntry[],
-  bytesTotal: number,
-  entries: number,
-  options: WalkOptions,
-): Promise<void> {
-  let bytesDone = 0;
-  const readSize = options.readSize ?? DEFAULT_READ_SIZE;
-  const withContent = files.filter((f) => f.node.size > 0);
-  const started: FileReader[] = [];
-  let next = 0;
-  try {
-    for (const { node } of withContent) {
-      options.signal?.throwIfAborted();
-      while (next < withContent.length && started.length < READ_AHEAD_FILES) {
-        const { path, node: ahead } = withContent[next++]!;
-        started.push(FileReader.start(path, ahead.size, readSize));
-      }
-      const reader = started.shift()!;
-      try {
-        node.chunks = await options.onFileContent(reader.pieces(options.signal), node.size);
-      } finally {
-        await reader.close();
-      }
-      bytesDone += node.size;
-      options.onProgress?.({ phase: 'content', entries, bytesDone, bytesTotal });
-    }
-  } finally {
-    await Promise.all(started.map((r) => r.close()));
-  }
-}
-
-/** Files opened (and first piece read) ahead of the one being chunked. */
-const READ_AHEAD_FILES = 16;
-
-/** Runs at most `limit` of the given operations at once. */
-function concurrencyLimit(limit: number) {
-  let running = 0;
-  const waiting: Array<() => void> = [];
-  return async <T>(operation: () => Promise<T>): Promise<T> => {
-    if (running >= limit) await new Promise<void>((resolve) => waiting.push(resolve));
-    running++;
+    const onAbort = () => this.fail(this.options.signal?.reason);
+    this.options.signal?.addEventListener('abort', onAbort, { once: true });
+    this.startReader();
     try {
-      return await operation();
+      await read;
+      await this.sinking;
+    } catch (err) {
+      // Let the sink and getfattr stop before reporting, so nothing runs on after the walk failed.
+      this.incoming?.pieces.close(err);
+      this.xattrs.stop();
+      await this.sinking.catch(() => undefined);
+      throw err;
     } finally {
-      running--;
-      waiting.shift()?.();
+      this.options.signal?.removeEventListener('abort', onAbort);
+      await this.worker?.terminate();
     }
+    const xattrs = await this.xattrs.finish();
+    for (const [path, node] of this.xattrTargets) node.xattrs = xattrs.get(path) ?? node.xattrs;
+    return { root: this.nodes[0] as DirectoryNode, ...this.result };
+  }
+
+  private startReader(): void {
+    const input: TreeReaderInput = {
+      root: this.rootPath,
+      readSize: this.options.readSize ?? DEFAULT_READ_SIZE,
+      budgetBytes: READ_AHEAD_BYTES,
+      consumed: this.consumed,
+    };
+    const worker = startWorker(siblingModule(import.meta.url, 'tree-reader-worker'), { workerData: input });
+    this.worker = worker;
+    worker.on('message', (records: TreeRecord[]) => {
+      try {
+        for (const record of records) this.accept(record);
+      } catch (err) {
+        this.fail(err);
+      }
+    });
+    worker.on('error', (err) => this.fail(err));
+    worker.on('exit', (code) => {
+      if (!this.finished) this.fail(new Error(`the tree reader stopped (exit code ${code}) before the end`));
+    });
+  }
+
+  private fail(err: unknown): void {
+    if (this.finished) return;
+    this.finished = true;
+    this.settle.reject(err);
+  }
+
+  private accept(record: TreeRecord): void {
+    if (this.finished) return;
+    switch (record.type) {
+      case 'entry':
+        this.addEntry(record);
+        break;
+      case 'link':
+        this.addLink(record.parent, record.name, record.target);
+        break;
+      case 'data':
+        this.addData(record.id, record.bytes, record.end);
+        break;
+      case 'done':
+        this.finished = true;
+        this.settle.resolve();
+        break;
+      case 'error':
+        throw this.readerError(record.code, record.message);
+    }
+  }
+
+  private readerError(code: string, message: string): Error {
+    if (READER_ERROR_CODES.has(code)) return new ImageBuildError(code as ImageBuildErrorCode, message);
+    return Object.assign(new Error(message), { code });
+  }
+
+  private addEntry(record: EntryRecord): void {
+    const node = nodeOf(record);
+    this.nodes[record.id] = node;
+    const path =
+      record.parent < 0 ? this.rootPath : join(this.directoryPaths.get(record.parent)!, record.name);
+    if (record.parent >= 0) {
+      this.directoryOf(record.parent).children.set(record.name, node);
+      this.result.entries++;
+    }
+    if (node.kind === 'directory') this.directoryPaths.set(record.id, path);
+    if (node.kind === 'file') {
+      this.result.files++;
+      this.result.fileBytes += node.size;
+    }
+    if (record.mountPoint) this.result.mountPoints.push(path);
+    this.xattrs.request(path);
+    this.xattrTargets.push([path, node]);
+    if (record.id % 1024 === 0) this.reportProgress();
+  }
+
+  private addLink(parent: number, name: string, target: number): void {
+    this.directoryOf(parent).children.set(name, this.nodes[target]!);
+    this.result.entries++;
+    this.result.hardLinks++;
+  }
+
+  private directoryOf(id: number): DirectoryNode {
+    const dir = this.nodes[id];
+    if (dir?.kind !== 'directory') throw new Error(`tree reader: entry ${id} is not a directory`);
+    return dir;
+  }
+
+  private addData(id: number, bytes: Uint8Array, end: boolean): void {
+    if (this.incoming?.node !== this.nodes[id]) this.startFile(this.nodes[id] as FileNode);
+    const piece = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    const { pieces } = this.incoming!;
+    pieces.push(piece);
+    if (end) {
+      pieces.close();
+      this.incoming = null;
+    }
+  }
+
+  /** Queues the sink call for the next file; it starts once the previous file's call is done. */
+  private startFile(node: FileNode): void {
+    const pieces = new AsyncQueue<Buffer>();
+    this.incoming = { node, pieces };
+    this.sinking = this.sinking.then(async () => {
+      node.chunks = await this.options.onFileContent(this.consumedAsTaken(pieces), node.size);
+      this.reportProgress();
+    });
+    // A sink failure ends the walk at once (the reader must not keep going).
+    this.sinking.catch((err: unknown) => this.fail(err));
+  }
+
+  /** Pieces as the sink takes them, telling the reader how far the sink got. */
+  private async *consumedAsTaken(pieces: AsyncQueue<Buffer>): AsyncGenerator<Buffer> {
+    for await (const piece of pieces) {
+      this.options.signal?.throwIfAborted();
+      yield piece;
+      this.bytesDone += piece.length;
+      this.unreported += piece.length;
+      // Waking the reader costs a syscall: publish progress in steps, far below the read-ahead budget.
+      if (this.unreported >= NOTIFY_STEP_BYTES) this.reportConsumed();
+    }
+  }
+
+  private reportConsumed(): void {
+    Atomics.add(this.consumedView, 0, BigInt(this.unreported));
+    Atomics.notify(this.consumedView, 0);
+    this.unreported = 0;
+  }
+
+  private reportProgress(): void {
+    const { entries, files } = this.result;
+    this.options.onProgress?.({ entries, files, bytesDone: this.bytesDone });
+  }
+}
+
+function nodeOf(record: EntryRecord): TreeNode {
+  const attributes = {
+    mode: record.mode,
+    uid: record.uid,
+    gid: record.gid,
+    mtimeSec: record.mtimeSec,
+    mtimeNsec: record.mtimeNsec,
+    xattrs: new Map<string, Buffer>(),
   };
+  switch (record.kind) {
+    case 'file':
+      return { kind: 'file', ...attributes, size: record.size, chunks: [] };
+    case 'directory':
+      return { kind: 'directory', ...attributes, children: new Map() };
+    case 'symlink':
+      return { kind: 'symlink', ...attributes, target: record.target ?? '' };
+    case 'char':
+    case 'block':
+      return { kind: record.kind, ...attributes, rdevMajor: record.rdevMajor, rdevMinor: record.rdevMinor };
+    case 'fifo':
+    case 'socket':
+      return { kind: record.kind, ...attributes };
+  }
 }

@@ -19,7 +19,6 @@ export {
   prepareCompressor,
 } from './compression.js';
 export {
-  decodeRdev,
   type FileContentSink,
   type WalkOptions,
   type WalkProgress,
@@ -27,4 +26,4 @@ export {
   walkDirectory,
 } from './directory-walker.js';
 export { ImageBuildError, type ImageBuildErrorCode } from './errors.js';
-export { FileReader } from './file-reader.js';
+export { decodeRdev } from './stat-attributes.js';

@@ -199,6 +199,8 @@ export class TestTokenServer {
   readonly requests: TokenRequestRecord[] = [];
   /** Tokens to spoil (wrong audience, so the registry refuses them) before issuing good ones again. */
   spoilNext = 0;
+  /** Seconds each new token lives (`expires_in` and the JWT's `exp`). */
+  lifetime: number;
 
   private constructor(
     private readonly server: Server,
@@ -207,7 +209,9 @@ export class TestTokenServer {
     private readonly key: KeyObject,
     private readonly certDer: Buffer,
     private readonly options: TokenServerOptions,
-  ) {}
+  ) {
+    this.lifetime = options.lifetime;
+  }
 
   static async start(dir: string, options: TokenServerOptions): Promise<TestTokenServer> {
     const keyPath = join(dir, 'token.key');
@@ -275,7 +279,7 @@ export class TestTokenServer {
     }
     const token = this.issue(account, scopes);
     res.writeHead(200, { 'content-type': 'application/json' });
-    const answer = { token, expires_in: this.options.lifetime, issued_at: new Date().toISOString() };
+    const answer = { token, expires_in: this.lifetime, issued_at: new Date().toISOString() };
     // OAuth clients (the refresh-token grant) read access_token.
     res.end(
       JSON.stringify(req.method === 'POST' ? { access_token: token, ...answer, token: undefined } : answer),
@@ -317,7 +321,7 @@ export class TestTokenServer {
       iss: TestTokenServer.ISSUER,
       sub: account,
       aud: spoil ? 'some-other-service' : TestTokenServer.SERVICE,
-      exp: now + this.options.lifetime,
+      exp: now + this.lifetime,
       nbf: now - 1,
       iat: now,
       jti: randomUUID(),

@@ -816,6 +816,24 @@ describe('OCI registry client with bearer token auth', () => {
     }
   });
 
+  it('fetches a new token once the cached one expires', async () => {
+    const client = withCredentials();
+    tokens.lifetime = 2; // cached for 1 s: renewed early, never used past its expiry
+    try {
+      const count = () => tokens.requests.length;
+      await client.getManifest(ref());
+      const first = count();
+      await client.getManifest(ref());
+      assert.equal(count(), first, 'the cached token is reused');
+      await new Promise((r) => setTimeout(r, 1100));
+      await client.getManifest(ref());
+      assert.equal(count(), first + 1, 'an expired token is replaced before use');
+    } finally {
+      tokens.lifetime = 300;
+      await client.close();
+    }
+  });
+
   it('fails clearly for a wrong password and for anonymous callers', async () => {
     const wrong = new RegistryClient({
       credentials: new StaticCredentialStore({

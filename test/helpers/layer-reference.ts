@@ -108,8 +108,9 @@ function applyLinkAttributes(entries: ReferenceEntry[], dir: string): void {
 /**
  * Directories as containerd leaves them. Those the layer names: their mode exactly (GNU tar keeps a
  * setgid bit inherited from the parent) and their mtime set last (GNU tar sets it when the archive
- * leaves the directory, and a later entry may still add to it). Those it implies: 0755 root:root,
- * mtime 0. The others: the mtime they had before (adding or removing children changed it).
+ * leaves the directory, and a later entry may still add to it). Those it implies: 0755 (root, and
+ * the group of a setgid parent), mtime 0 where containerd leaves the time of unpacking. The others:
+ * the mtime they had before (adding or removing children changed it; containerd leaves that too).
  */
 function fixDirectories(entries: ReferenceEntry[], dir: string, before: Map<string, bigint>): void {
   const named = new Map(
@@ -126,8 +127,7 @@ function fixDirectories(entries: ReferenceEntry[], dir: string, before: Map<stri
     } else if (before.has(path)) {
       time = nsToTouchTime(before.get(path)!);
     } else {
-      lchownSync(full, 0, 0);
-      chmodSync(full, 0o755);
+      chmodSync(full, 0o755); // the group stays: the parent's if setgid, as under containerd
       time = nsToTouchTime(0n);
     }
     byTime.set(time, [...(byTime.get(time) ?? []), full]);

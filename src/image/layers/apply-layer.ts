@@ -8,6 +8,7 @@ import {
   type LayerTree,
   linkToDirectory,
   missingLinkTarget,
+  type ParentState,
 } from './layer-tree.js';
 
 /**
@@ -18,7 +19,7 @@ import {
 export function applyLayer(lower: DirectoryNode, upper: LayerTree): void {
   const linkTargets = resolveLowerLinks(lower, upper.lowerLinks);
   checkDirectory(lower, upper.root, []);
-  mergeDirectory(lower, upper.root, linkTargets);
+  mergeDirectory(lower, upper.root, linkTargets, { mode: lower.mode, gid: lower.gid });
   for (const link of upper.lowerLinks) overlayAttributes(linkTargets.get(link)!, link.attributes);
 }
 
@@ -63,10 +64,12 @@ function checkDirectory(lower: DirectoryNode | undefined, upper: LayerDirectory,
   }
 }
 
+/** `lowerBefore`: the attributes `lower` had before this layer set its own. */
 function mergeDirectory(
   lower: DirectoryNode,
   upper: LayerDirectory,
   linkTargets: Map<LayerLowerLink, TreeNode>,
+  lowerBefore: ParentState,
 ): void {
   if (upper.opaque) lower.children.clear();
   for (const name of upper.whiteouts) lower.children.delete(name);
@@ -78,13 +81,26 @@ function mergeDirectory(
     } else {
       const existing = lower.children.get(name);
       if (!entry.holdsEntries && existing?.kind !== 'directory') continue;
-      const directory = existing?.kind === 'directory' ? existing : newDirectory();
+      const directory =
+        existing?.kind === 'directory' ? existing : impliedDirectory(entry.parentWhenImplied ?? lowerBefore);
+      const before = { mode: directory.mode, gid: directory.gid };
       if (entry.attributes !== null) overlayAttributes(directory, entry.attributes);
       lower.children.set(name, directory);
-      mergeDirectory(directory, entry, linkTargets);
+      mergeDirectory(directory, entry, linkTargets, before);
     }
   }
 }
+
+/**
+ * What containerd's mkdir leaves for a directory a layer implies: 0755, root, and (the kernel's doing)
+ * the group of a setgid parent, as the parent was at that point of the archive. Its mtime would be
+ * the time of unpacking; ours is 0.
+ */
+function impliedDirectory(parent: ParentState): DirectoryNode {
+  return newDirectory({ gid: parent.mode & SETGID ? parent.gid : 0 });
+}
+
+const SETGID = 0o2000;
 
 function lowerNonDirectory(entryPath: string, prefix: string[], node: TreeNode): LayerFormatError {
   const isSymlink = node.kind === 'symlink';

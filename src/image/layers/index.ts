@@ -15,7 +15,9 @@
  *   bytes, paths over 4096 bytes are refused; so is any entry whose parent is a symlink (in this layer
  *   or below) — containerd would follow it inside the root; we build a tree and refuse.
  * - Entries naming the root (`./`) are ignored (containerd too); the merged root is 0755 root:root.
- * - Implied parent directories are 0755, root:root, mtime 0.
+ * - Implied parent directories are 0755, uid 0, gid 0 or a setgid parent's group (as mkdir under
+ *   containerd), mtime 0 (containerd: the time of unpacking). Directories holding only whiteout or
+ *   opaque markers are not created where nothing exists below: deleting nothing is a no-op.
  * - A directory entry over a directory sets mode/owner/mtime and its xattrs key by key (lower xattrs
  *   it does not name stay, as with containerd's setxattr); a hard link entry does the same to the
  *   shared node (containerd chowns/chmods/chtimes the link path). Real producers write identical values.

@@ -28,6 +28,11 @@ export interface LayerDirectory {
    */
   impliedBy: string | null;
   /**
+   * The parent's own entry as far as the layer had declared it when this directory was implied
+   * (null: not declared yet). mkdir gives a new directory the group of a setgid parent.
+   */
+  parentWhenImplied: ParentState | null;
+  /**
    * False while the layer only puts whiteout or opaque markers in or below the directory: then it
    * only acts on a lower directory and is not created where there is none (deleting something that
    * does not exist is a no-op, also for its parents).
@@ -38,6 +43,11 @@ export interface LayerDirectory {
   /** Lower children deleted by `.wh.NAME` markers. */
   whiteouts: Set<string>;
   children: Map<string, LayerEntry>;
+}
+
+export interface ParentState {
+  mode: number;
+  gid: number;
 }
 
 export interface LayerNode {
@@ -82,6 +92,7 @@ export function newLayerDirectory(
     kind: 'directory',
     attributes,
     impliedBy,
+    parentWhenImplied: null,
     holdsEntries: attributes !== null,
     opaque: false,
     whiteouts: new Set(),
@@ -104,6 +115,8 @@ export class LayerTreeBuilder {
       let child = directory.children.get(name);
       if (child === undefined) {
         child = newLayerDirectory(null, entryPath);
+        const declared = directory.attributes;
+        child.parentWhenImplied = declared && { mode: declared.mode, gid: declared.gid };
         directory.children.set(name, child);
       }
       if (child.kind !== 'directory')

@@ -344,6 +344,34 @@ describe('readLayer: entries and attributes', () => {
     assert.equal((nodeAt(root, ustarSplit) as FileNode).size, 5);
   });
 
+  it('reads sizes beyond the octal field (base-256 and PAX) without buffering the file', async () => {
+    const huge = 2 ** 34;
+    const base256Size = Buffer.alloc(12);
+    base256Size[0] = 0x80;
+    base256Size.writeUIntBE(huge, 6, 6);
+    const header = rawHeader({ name: 'huge', type: '0' });
+    base256Size.copy(header, 124);
+    header.fill(0x20, 148, 156);
+    let sum = 0;
+    for (const byte of header) sum += byte;
+    header.write(`${sum.toString(8).padStart(6, '0')}\0`, 148, 'latin1');
+    const sizes: number[] = [];
+    const sink: FileContentSink = async (content, size) => {
+      sizes.push(size);
+      for await (const _ of content);
+      return [];
+    };
+    const truncated = Buffer.concat([header, Buffer.alloc(4096)]);
+    await rejectsWith(readLayer(streamOf(truncated), sink), 'ETRUNCATED', /data is incomplete/);
+    const viaPax = Buffer.concat([
+      paxEntry([['size', String(huge)]]),
+      rawHeader({ name: 'huge', type: '0' }),
+      Buffer.alloc(4096),
+    ]);
+    await rejectsWith(readLayer(streamOf(viaPax), sink), 'ETRUNCATED', /data is incomplete/);
+    assert.deepEqual(sizes, [huge, huge]);
+  });
+
   it('creates implied parents as 0755 root directories and keeps them when their entry comes later', async () => {
     const tar = await packTar([
       { name: 'a/b/c/file', content: 'x' },

@@ -7,10 +7,15 @@
  * - `applyLayer(lower, upper)` / `mergeLayers(layers)`: OCI semantics into a `DirectoryNode`.
  *
  * Choices, where containerd, the OCI spec and GNU tar differ or say nothing:
- * - The tar parser is our own (not tar-stream): it keeps PAX values as bytes (binary
- *   `SCHILY.xattr.security.capability`), refuses oversized PAX/GNU headers before buffering them,
- *   ignores PAX global headers like containerd, stops at the end-of-archive marker and insists on it.
+ * - The tar parser is our own, read as Go's archive/tar reads (what containerd unpacks with), not
+ *   tar-stream, which decodes PAX values as UTF-8 (mangling binary `SCHILY.xattr.security.capability`),
+ *   merges PAX global headers into later entries (containerd ignores them), leaves PAX uid/gid/mtime
+ *   unapplied, buffers meta headers up to a fixed 4 MiB, and reads on past the end-of-archive marker.
+ *   Ours refuses oversized PAX/GNU headers before buffering them and insists on the end marker.
  * - Whiteouts and opaque markers hide lower entries only, wherever they sit in the tar (OCI spec).
+ *   The name decides, whatever the entry type (containerd does the same).
+ * - A hard link resolves to what its target path holds at that point of the archive: an earlier
+ *   entry of the layer (same node object), else the file of the lower layers (same node object).
  * - Paths: `./` and `//` and `.` components dropped; absolute paths, `..`, components over 255
  *   bytes, paths over 4096 bytes are refused; so is any entry whose parent is a symlink (in this layer
  *   or below) — containerd would follow it inside the root; we build a tree and refuse.
@@ -50,6 +55,7 @@ export type {
   LayerStats,
   LayerTree,
   LeafNode,
+  ParentState,
 } from './layer-tree.js';
 export { DEFAULT_LAYER_LIMITS, type LayerLimits } from './limits.js';
 export { type FileContentSink, type ReadLayerOptions, readLayer } from './read-layer.js';

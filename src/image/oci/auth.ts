@@ -18,6 +18,8 @@ export function formatScope(scope: AccessScope): string {
 
 /** Tokens without `expires_in` live 60 s (the token spec's default). */
 const DEFAULT_TOKEN_LIFETIME_S = 60;
+/** Past this many cached tokens, expired ones are dropped (a mirror sees many repositories). */
+const PRUNE_ABOVE = 256;
 /** Renew a little early so a token never expires between our check and the registry's. */
 const EXPIRY_MARGIN_MS = 5_000;
 /** Header values must be visible ASCII: a token with CR/LF in it would inject headers. */
@@ -55,6 +57,8 @@ type RegistryChallenge = { scheme: 'basic' } | ({ scheme: 'bearer' } & BearerCha
 export class RegistryAuthenticator {
   private readonly challenges = new Map<string, RegistryChallenge>();
   private readonly tokens = new Map<string, Promise<CachedToken>>();
+  /** Expiry of each settled token, so a long-running process can drop the stale ones. */
+  private readonly expiries = new Map<string, number>();
 
   constructor(
     private readonly http: RetryingHttpClient,
@@ -94,12 +98,13 @@ export class RegistryAuthenticator {
     }
     // The registry's challenge may name scopes we did not think of: ask for those too.
     const scopeList = mergeScopes(asked, scopes);
-    const key = tokenKey(challenge, scopeList);
+    const key = tokenKey(registry, challenge, scopeList);
     const cached = await this.tokens.get(key)?.catch(() => undefined);
     // Someone else may already have replaced the token that failed; only drop the one we sent.
-    if (cached && sent !== `Bearer ${cached.token}` && cached.expiresAt > Date.now())
+    if (cached && sent !== `Bearer ${cached.token}` && cached.expiresAt > Date.now()) {
       return `Bearer ${cached.token}`;
-    if (this.tokens.get(key) !== undefined) this.tokens.delete(key);
+    }
+    this.forget(key);
     return `Bearer ${await this.cachedToken(registry, challenge, scopeList, signal)}`;
   }
 
@@ -122,22 +127,36 @@ export class RegistryAuthenticator {
     scopeList: string[],
     signal?: AbortSignal,
   ): Promise<string> {
-    const key = tokenKey(challenge, scopeList);
+    const key = tokenKey(registry, challenge, scopeList);
     for (;;) {
       let entry = this.tokens.get(key);
       const fetchedHere = entry === undefined;
       if (entry === undefined) {
+        if (this.tokens.size >= PRUNE_ABOVE) this.pruneExpired();
         // Shared with concurrent callers, so it must not die with this caller's signal.
         const fetching = this.fetchToken(registry, challenge, scopeList);
-        fetching.catch(() => this.tokens.get(key) === fetching && this.tokens.delete(key));
+        fetching.then(
+          (t) => this.tokens.get(key) === fetching && this.expiries.set(key, t.expiresAt),
+          () => this.tokens.get(key) === fetching && this.forget(key),
+        );
         this.tokens.set(key, fetching);
         entry = fetching;
       }
       const cached = await untilAborted(entry, signal);
       // A token fetched just now is used even if its lifetime is absurdly short: no refetch loop.
       if (fetchedHere || cached.expiresAt > Date.now()) return cached.token;
-      if (this.tokens.get(key) === entry) this.tokens.delete(key);
+      if (this.tokens.get(key) === entry) this.forget(key);
     }
+  }
+
+  private forget(key: string): void {
+    this.tokens.delete(key);
+    this.expiries.delete(key);
+  }
+
+  private pruneExpired(): void {
+    const now = Date.now();
+    for (const [key, expiresAt] of this.expiries) if (expiresAt <= now) this.forget(key);
   }
 
   private async fetchToken(
@@ -208,8 +227,9 @@ function mergeScopes(fromChallenge: string[], ours: AccessScope[]): string[] {
   return [...byResource].map(([resource, actions]) => `${resource}:${[...actions].sort().join(',')}`).sort();
 }
 
-function tokenKey(challenge: BearerChallenge, scopeList: string[]): string {
-  return `${challenge.realm.href} ${challenge.service ?? ''} ${scopeList.join(' ')}`;
+/** Per registry too: two registries may share a token server but not credentials. */
+function tokenKey(registry: string, challenge: BearerChallenge, scopeList: string[]): string {
+  return `${registry} ${challenge.realm.href} ${challenge.service ?? ''} ${scopeList.join(' ')}`;
 }
 
 function tokenGetRequest(

@@ -26,6 +26,7 @@ import {
 } from '../../src/image/build/compression.js';
 import { walkDirectory } from '../../src/image/build/directory-walker.js';
 import { ImageBuildError } from '../../src/image/build/errors.js';
+import { knownDigest, rememberDigests } from '../../src/image/build/piece-digests.js';
 import { decodeRdev } from '../../src/image/build/stat-attributes.js';
 import { parseGetfattrOutput } from '../../src/image/build/xattr-reader.js';
 import type { BlobInfo, Compressor, DirectoryNode, FileNode } from '../../src/image/format/index.js';
@@ -444,6 +445,17 @@ describe('chunk dictionary', () => {
 });
 
 describe('walker helpers', () => {
+  it('finds a remembered slice digest only for a view of exactly that slice', () => {
+    const piece = Buffer.from(new Uint8Array(10_000)).fill(7);
+    const digests = Buffer.concat([0, 4096, 8192].map((at) => sha256(piece.subarray(at, at + 4096))));
+    rememberDigests(piece, 4096, digests);
+    assert.deepEqual(knownDigest(piece.subarray(4096, 8192)), digests.subarray(32, 64));
+    assert.deepEqual(knownDigest(piece.subarray(8192)), digests.subarray(64, 96), 'the shorter last slice');
+    assert.equal(knownDigest(piece.subarray(0, 4000)), undefined, 'another length');
+    assert.equal(knownDigest(piece.subarray(100, 4196)), undefined, 'another offset');
+    assert.equal(knownDigest(Buffer.from(piece.subarray(0, 4096))), undefined, 'a copy');
+  });
+
   it('decodes Linux dev_t numbers', () => {
     assert.deepEqual(decodeRdev(0x0103n), { rdevMajor: 1, rdevMinor: 3 });
     // makedev(300, 1234) = (1234 & 0xff) | ((300 & 0xfff) << 8) | ((1234 & ~0xff) << 12)

@@ -27,6 +27,7 @@ import type { ChunkDictionary } from './chunk-dictionary.js';
 import { type ChunkEncoder, createChunkEncoder } from './chunk-encoder.js';
 import { DEFAULT_ZSTD_LEVEL, isCompressor } from './compression.js';
 import { ImageBuildError } from './errors.js';
+import { knownDigest } from './piece-digests.js';
 
 /** What chunks a file: content in, one chunk index (or null for a hole) per chunk slot out. */
 export type FileChunker = (
@@ -158,7 +159,7 @@ export class BlobBuilder {
       dictionary.hole(data.length);
       return null;
     }
-    const digest = createHash('sha256').update(data).digest();
+    const digest = knownDigest(data) ?? createHash('sha256').update(data).digest();
     const existing = dictionary.lookup(digest);
     if (existing !== undefined) {
       dictionary.reuse(existing);

@@ -107,6 +107,8 @@ export async function buildImage(
       onProgress: options.onProgress,
       // Pieces of whole chunks let the chunker use them without copying.
       readSize: Math.max(chunkSize, 1024 * 1024),
+      // The reader hashes each chunk on its thread; the chunker finds the digests (piece-digests.ts).
+      digestSize: chunkSize,
     });
     await builder.finish();
     if (builder.blobFile?.created) created.file(builder.blobFile.path);

@@ -17,7 +17,8 @@ import type { Worker } from 'node:worker_threads';
 import { AsyncQueue } from '../../async/index.js';
 import type { DirectoryNode, FileNode, TreeNode } from '../format/index.js';
 import { ImageBuildError, type ImageBuildErrorCode } from './errors.js';
-import type { EntryRecord, TreeReaderInput, TreeRecord } from './tree-reader-protocol.js';
+import { rememberDigests } from './piece-digests.js';
+import type { DataRecord, EntryRecord, TreeReaderInput, TreeRecord } from './tree-reader-protocol.js';
 import { siblingModule, startWorker } from './worker-thread.js';
 import { XattrReader } from './xattr-reader.js';
 
@@ -35,6 +36,11 @@ export interface WalkOptions {
   onFileContent: FileContentSink;
   /** Largest piece of content the sink gets. */
   readSize?: number;
+  /**
+   * Have the reader compute the sha256 of every `digestSize` slice of each piece (see
+   * piece-digests.ts); `readSize` should be a multiple of it.
+   */
+  digestSize?: number;
   signal?: AbortSignal;
   onProgress?: (progress: WalkProgress) => void;
 }
@@ -135,6 +141,7 @@ class TreeAssembly {
       readSize: this.options.readSize ?? DEFAULT_READ_SIZE,
       budgetBytes: READ_AHEAD_BYTES,
       consumed: this.consumed,
+      digestSize: this.options.digestSize,
     };
     const worker = startWorker(siblingModule(import.meta.url, 'tree-reader-worker'), { workerData: input });
     this.worker = worker;
@@ -167,7 +174,7 @@ class TreeAssembly {
         this.addLink(record.parent, record.name, record.target);
         break;
       case 'data':
-        this.addData(record.id, record.bytes, record.end);
+        this.addData(record);
         break;
       case 'done':
         this.finished = true;
@@ -215,9 +222,16 @@ class TreeAssembly {
     return dir;
   }
 
-  private addData(id: number, bytes: Uint8Array, end: boolean): void {
+  private addData({ id, bytes, end, digests }: DataRecord): void {
     if (this.incoming?.node !== this.nodes[id]) this.startFile(this.nodes[id] as FileNode);
     const piece = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    if (digests && this.options.digestSize) {
+      rememberDigests(
+        piece,
+        this.options.digestSize,
+        Buffer.from(digests.buffer, digests.byteOffset, digests.byteLength),
+      );
+    }
     const { pieces } = this.incoming!;
     pieces.push(piece);
     if (end) {

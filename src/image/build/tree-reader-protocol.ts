@@ -12,6 +12,8 @@ export interface TreeReaderInput {
   /** Largest piece of file content per record. */
   readSize: number;
   budgetBytes: number;
+  /** When set, each data record carries the sha256 of every `digestSize` slice of its bytes. */
+  digestSize?: number;
   /** BigInt64Array[1]: file bytes consumed by the walker (Atomics). */
   consumed: SharedArrayBuffer;
 }
@@ -53,6 +55,8 @@ export interface DataRecord {
   id: number;
   bytes: Uint8Array;
   end: boolean;
+  /** sha256 of each `digestSize` slice of `bytes` (32 bytes each), when asked for. */
+  digests?: Uint8Array;
 }
 
 export interface DoneRecord {

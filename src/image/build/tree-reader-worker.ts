@@ -6,6 +6,8 @@
  *
  * Never follows symlinks (lstat, O_NOFOLLOW) and does not descend into other filesystems.
  */
+
+import { createHash } from 'node:crypto';
 import {
   type BigIntStats,
   closeSync,
@@ -147,13 +149,27 @@ class TreeReader {
         position += got;
         // A short read of a regular file means end of file.
         const end = got < want || position > size;
-        this.sender.add({ type: 'data', id, bytes: got === want ? buffer : buffer.subarray(0, got), end });
+        const bytes = got === want ? buffer : buffer.subarray(0, got);
+        const digests = this.input.digestSize ? sliceDigests(bytes, this.input.digestSize) : undefined;
+        this.sender.add({ type: 'data', id, bytes, end, digests });
         if (end) return;
       }
     } finally {
       closeSync(fd);
     }
   }
+}
+
+/** sha256 of each `sliceSize` slice of `bytes`, 32 bytes each (hashed here, off the main thread). */
+function sliceDigests(bytes: Buffer, sliceSize: number): Uint8Array {
+  const digests = Buffer.allocUnsafeSlow(Math.ceil(bytes.length / sliceSize) * 32);
+  for (let at = 0, i = 0; at < bytes.length; at += sliceSize, i += 32) {
+    createHash('sha256')
+      .update(bytes.subarray(at, at + sliceSize))
+      .digest()
+      .copy(digests, i);
+  }
+  return digests;
 }
 
 function main(): void {

@@ -542,6 +542,32 @@ describe('OCI registry client against docker-registry', () => {
       assert.equal(proxy.count('GET', '/manifests/'), 1 + 4);
     });
 
+    it('restarts an upload whose PATCH failed, with a fresh session', async () => {
+      proxy.clear();
+      const uploader = new RegistryClient({ retries: 3, uploadChunkSize: MiB });
+      try {
+        const blob = blobOf(2.5 * MiB, 'upload-retry');
+        const digest = sha256Digest(blob);
+        let opened = 0;
+        proxy.inject({ when: (m) => m === 'PATCH', times: 1, action: { kind: 'reset' } });
+        proxy.inject({ when: (m) => m === 'PATCH', times: 1, action: { kind: 'status', status: 500 } });
+        await uploader.pushBlob(
+          parseReference(`${proxy.host}/faults/upload:latest`),
+          digest,
+          blob.length,
+          () => {
+            opened++;
+            return Readable.from([blob]);
+          },
+        );
+        assert.equal(opened, 3, 'a fresh source for each attempt');
+        assert.equal(proxy.count('POST', '/blobs/uploads/'), 3);
+        assert.deepEqual(await client.readBlob(ref('faults/upload:latest'), digest), blob);
+      } finally {
+        await uploader.close();
+      }
+    });
+
     it('resumes a blob download cut short with a Range request', async () => {
       proxy.clear();
       const layer = image.layers[0]!;

@@ -25,6 +25,13 @@ export interface BlobUploaderOptions {
   fail: (res: RegistryResponse, subject: string, registry: string) => Promise<never>;
 }
 
+function asBuffer(chunk: unknown): Buffer | undefined {
+  if (chunk === undefined || chunk === null) return undefined;
+  if (Buffer.isBuffer(chunk)) return chunk;
+  if (chunk instanceof Uint8Array || typeof chunk === 'string') return Buffer.from(chunk);
+  throw new TypeError('blob sources must stream bytes');
+}
+
 /** Reads a stream in pieces of at most `max` bytes (the last may be shorter). */
 class PieceReader {
   private readonly chunks: AsyncIterator<Buffer>;
@@ -38,7 +45,7 @@ class PieceReader {
     const parts: Buffer[] = [];
     let length = 0;
     while (length < max) {
-      const chunk = this.pending ?? (await this.chunks.next()).value;
+      const chunk = this.pending ?? asBuffer((await this.chunks.next()).value);
       this.pending = undefined;
       if (!chunk) break;
       const take = Math.min(chunk.length, max - length);
@@ -71,8 +78,8 @@ export class BlobUploader {
       try {
         return await this.uploadOnce(job);
       } catch (err) {
-        if (job.signal?.aborted || attempt > this.options.policy.retries || !isRetryableUploadError(err))
-          throw err;
+        const retryable = isRetryableUploadError(err) && attempt <= this.options.policy.retries;
+        if (job.signal?.aborted || !retryable) throw err;
         await waitBeforeRetry(backoffDelay(this.options.policy, attempt), job.signal);
       }
     }

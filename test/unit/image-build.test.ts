@@ -287,6 +287,25 @@ describe('blob builder', () => {
     });
   }
 
+  it('zstd: chunks that own their memory are moved to the workers and still stored right', async () => {
+    const { builder, dictionary, blobsDir } = await newBuilder({ compressor: 'zstd', chunkSize: 64 * KiB });
+    const own = (data: Buffer) => {
+      const copy = Buffer.allocUnsafeSlow(data.length);
+      data.copy(copy);
+      return copy;
+    };
+    const originals = [compressible(64 * KiB, 'moved'), randomBytes(64 * KiB), compressible(5000, 'tail')];
+    const chunks = await builder.addFile(Readable.from(originals.map(own)), 128 * KiB + 5000);
+    await builder.finish();
+    assert.deepEqual(
+      chunks.map((i) => dictionary.chunks[i!]!.compressed),
+      [true, false, true],
+    );
+    for (const [n, index] of chunks.entries()) {
+      assert.deepEqual(readChunk(blobsDir, dictionary, index!), originals[n]);
+    }
+  });
+
   it('queued addFile calls lay out the blob in call order', async () => {
     const { builder, dictionary } = await newBuilder();
     const a = randomBytes(4 * KiB);

@@ -24,7 +24,7 @@ import {
 } from '../format/index.js';
 import { BlobFile, type CommittedBlobFile } from './blob-file.js';
 import type { ChunkDictionary } from './chunk-dictionary.js';
-import { type ChunkEncoder, createChunkEncoder } from './chunk-encoder.js';
+import { type ChunkEncoder, createChunkEncoder, type EncodedChunk } from './chunk-encoder.js';
 import { DEFAULT_ZSTD_LEVEL, isCompressor } from './compression.js';
 import { ImageBuildError } from './errors.js';
 import { knownDigest } from './piece-digests.js';
@@ -184,21 +184,20 @@ export class BlobBuilder {
       compressed: false,
     };
     const index = this.options.dictionary.addChunk(chunk);
-    const encoded = this.encoder.encode(data);
+    const encoded = this.encoder.encode(data); // `data` is the encoder's from here on
     encoded.catch(() => undefined); // awaited by append()
-    this.appended = this.appended.then(() => this.append(chunk, data, encoded));
+    this.appended = this.appended.then(() => this.append(chunk, encoded));
     this.appended.catch(() => undefined); // awaited below or by finish()
     this.inFlight.push(this.appended);
     while (this.inFlight.length > CHUNKS_IN_FLIGHT) await this.inFlight.shift();
     return index;
   }
 
-  /** Places an encoded chunk after the previous one (raw when encoding did not shrink it). */
-  private async append(chunk: ChunkInfo, data: Buffer, encoded: Promise<Buffer>): Promise<void> {
+  /** Places an encoded chunk after the previous one. */
+  private async append(chunk: ChunkInfo, encoded: Promise<EncodedChunk>): Promise<void> {
     const { compressor, dictionary } = this.options;
-    const stored = await encoded;
-    chunk.compressed = compressor !== 'none' && stored.length < data.length;
-    const bytes = chunk.compressed ? stored : data;
+    const { bytes, compressed } = await encoded;
+    chunk.compressed = compressed;
     chunk.compressedSize = bytes.length;
     chunk.compressedOffset = compressor === 'none' ? chunk.uncompressedOffset : this.compressedEnd;
     this.compressedEnd = chunk.compressedOffset + bytes.length;

@@ -256,9 +256,11 @@ class TreeAssembly {
   private async *consumedAsTaken(pieces: AsyncQueue<Buffer>): AsyncGenerator<Buffer> {
     for await (const piece of pieces) {
       this.options.signal?.throwIfAborted();
+      // Read before yielding: the sink may move the piece's memory to another thread.
+      const length = piece.length;
       yield piece;
-      this.bytesDone += piece.length;
-      this.unreported += piece.length;
+      this.bytesDone += length;
+      this.unreported += length;
       // Waking the reader costs a syscall: publish progress in steps, far below the read-ahead budget.
       if (this.unreported >= NOTIFY_STEP_BYTES) this.reportConsumed();
     }

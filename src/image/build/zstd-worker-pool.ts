@@ -1,36 +1,35 @@
 /**
  * zstd compression on worker threads. The wasm zstd runs on whichever thread calls it; on the main
  * thread it would be the whole build's bottleneck (it is ~10× slower than hashing), so chunks are
- * compressed by a pool of workers, one per core, while the main thread hashes and writes.
- *
- * The worker is plain JavaScript evaluated from a string so it runs the same from `dist/` and under
- * tsx (whose loader does not reach worker entry files); it loads zstd from the path this module
- * resolves, so the current directory does not matter.
+ * compressed by a pool of workers (zstd-worker.ts), one per core, while the main thread writes.
+ * A chunk that owns its whole ArrayBuffer is moved to the worker, not copied (copies of every
+ * chunk cost the main thread more in garbage collection than the copying itself).
  */
-import { createRequire } from 'node:module';
 import { availableParallelism } from 'node:os';
-import { Worker } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
 import { CompressionError } from './compression.js';
+import { siblingModule, startWorker } from './worker-thread.js';
 
-const WORKER_SOURCE = `
-const { parentPort, workerData } = require('node:worker_threads');
-const zstd = require(workerData.zstdModule);
-const ready = zstd.init();
-parentPort.on('message', async ({ id, data, level }) => {
-  try {
-    await ready;
-    const out = zstd.compress(data, level);
-    parentPort.postMessage({ id, out }, [out.buffer]);
-  } catch (err) {
-    parentPort.postMessage({ id, error: String((err && err.message) || err) });
-  }
-});
-`;
+export interface ZstdRequest {
+  id: number;
+  data: Uint8Array;
+  level: number;
+}
+
+export type ZstdReply =
+  | { id: number; bytes: Uint8Array; compressed: boolean }
+  | { id: number; error: string };
+
+/** What to store for a chunk: the zstd frame, or the chunk itself when the frame is not smaller. */
+export interface EncodedChunk {
+  bytes: Buffer;
+  compressed: boolean;
+}
 
 const MAX_WORKERS = 8;
 
 interface Task {
-  resolve: (compressed: Buffer) => void;
+  resolve: (encoded: EncodedChunk) => void;
   reject: (err: Error) => void;
 }
 
@@ -39,31 +38,31 @@ interface PoolWorker {
   tasks: Map<number, Task>;
 }
 
-type Reply = { id: number; out: Uint8Array } | { id: number; error: string };
-
 export class ZstdWorkerPool {
   private readonly workers: PoolWorker[];
   private nextId = 0;
   private closed = false;
 
   constructor(size = Math.min(availableParallelism(), MAX_WORKERS)) {
-    const zstdModule = createRequire(import.meta.url).resolve('@bokuweb/zstd-wasm');
-    this.workers = Array.from({ length: Math.max(1, size) }, () => this.startWorker(zstdModule));
+    this.workers = Array.from({ length: Math.max(1, size) }, () => this.startWorker());
   }
 
-  private startWorker(zstdModule: string): PoolWorker {
-    const worker = new Worker(WORKER_SOURCE, { eval: true, workerData: { zstdModule } });
+  private startWorker(): PoolWorker {
+    const worker = startWorker(siblingModule(import.meta.url, 'zstd-worker'));
     const entry: PoolWorker = { worker, tasks: new Map() };
     // An idle pool must not keep the process alive (a builder that is never finished or aborted).
     worker.unref();
-    worker.on('message', (reply: Reply) => {
+    worker.on('message', (reply: ZstdReply) => {
       const task = entry.tasks.get(reply.id);
       entry.tasks.delete(reply.id);
       if (entry.tasks.size === 0) worker.unref();
       if (!task) return;
       if ('error' in reply)
         task.reject(new CompressionError('EINVAL', `zstd compression failed: ${reply.error}`));
-      else task.resolve(Buffer.from(reply.out.buffer, reply.out.byteOffset, reply.out.byteLength));
+      else {
+        const bytes = Buffer.from(reply.bytes.buffer, reply.bytes.byteOffset, reply.bytes.byteLength);
+        task.resolve({ bytes, compressed: reply.compressed });
+      }
     });
     const failAll = (err: Error) => {
       for (const task of entry.tasks.values()) task.reject(err);
@@ -74,17 +73,22 @@ export class ZstdWorkerPool {
     return entry;
   }
 
-  /** Compresses `data` as one zstd frame on the least busy worker. `data` stays the caller's. */
-  compress(data: Buffer, level: number): Promise<Buffer> {
+  /**
+   * Compresses `data` as one zstd frame on the least busy worker. `data` must not be used afterwards:
+   * when it owns its whole ArrayBuffer it is moved to the worker (and comes back if stored raw).
+   */
+  compress(data: Buffer, level: number): Promise<EncodedChunk> {
     if (this.closed) return Promise.reject(new CompressionError('EINVAL', 'the zstd worker pool is closed'));
     const entry = this.workers.reduce((a, b) => (b.tasks.size < a.tasks.size ? b : a));
     const id = this.nextId++;
-    // One exact copy, moved to the worker (cloning a view would copy its whole backing buffer).
-    const copy = new Uint8Array(data);
+    const movable = data.byteOffset === 0 && data.byteLength === data.buffer.byteLength;
+    // Otherwise one exact copy (cloning a view would copy its whole backing buffer).
+    const sent = movable ? data : new Uint8Array(data);
     return new Promise((resolve, reject) => {
       if (entry.tasks.size === 0) entry.worker.ref();
       entry.tasks.set(id, { resolve, reject });
-      entry.worker.postMessage({ id, data: copy, level }, [copy.buffer]);
+      const request: ZstdRequest = { id, data: sent, level };
+      entry.worker.postMessage(request, [sent.buffer as ArrayBuffer]);
     });
   }
 

@@ -22,7 +22,10 @@ import type { DataRecord, EntryRecord, TreeReaderInput, TreeRecord } from './tre
 import { siblingModule, startWorker } from './worker-thread.js';
 import { XattrReader } from './xattr-reader.js';
 
-/** Receives one file's content (exactly `size` bytes) and returns its chunk list. */
+/**
+ * Receives one file's content (`size` bytes, or one more if the file grew) and returns its chunk list.
+ * It must read the content to the end or throw: unread bytes hold up the reader.
+ */
 export type FileContentSink = (content: AsyncIterable<Buffer>, size: number) => Promise<Array<number | null>>;
 
 export interface WalkProgress {

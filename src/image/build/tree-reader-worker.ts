@@ -28,11 +28,18 @@ import { utf8Name, utf8Target } from './utf8-names.js';
 /** A message is sent once it holds this many file bytes or records. */
 const BATCH_BYTES = 1024 * 1024;
 const BATCH_RECORDS = 1024;
+/**
+ * Reads up to this size share one ArrayBuffer per message (a "pack"): one buffer per small file
+ * made the main thread's garbage collector the build's bottleneck.
+ */
+const SMALL_READ_BYTES = 64 * 1024;
 
 class TreeSender {
   private records: TreeRecord[] = [];
-  private transfer: ArrayBuffer[] = [];
+  private readonly transfer = new Set<ArrayBuffer>();
   private batchBytes = 0;
+  private pack: Buffer | null = null;
+  private packUsed = 0;
   /** File bytes sent (or queued to send) so far. */
   private produced = 0n;
   private readonly consumed: BigInt64Array;
@@ -47,7 +54,7 @@ class TreeSender {
   add(record: TreeRecord): void {
     this.records.push(record);
     if (record.type === 'data') {
-      this.transfer.push(record.bytes.buffer as ArrayBuffer);
+      this.transfer.add(record.bytes.buffer as ArrayBuffer);
       this.batchBytes += record.bytes.length;
       this.produced += BigInt(record.bytes.length);
     }
@@ -56,10 +63,29 @@ class TreeSender {
 
   flush(): void {
     if (this.records.length === 0) return;
-    this.port.postMessage(this.records, this.transfer);
+    // A pack that goes with the message is gone from this thread (even if only an empty view used it).
+    if (this.pack && this.transfer.has(this.pack.buffer as ArrayBuffer)) this.pack = null;
+    this.port.postMessage(this.records, [...this.transfer]);
     this.records = [];
-    this.transfer = [];
+    this.transfer.clear();
     this.batchBytes = 0;
+  }
+
+  /** A buffer to read `want` bytes into: a view of the current pack for small reads, else its own. */
+  readBuffer(want: number): Buffer {
+    // Its own ArrayBuffer (not Node's pool), so it can be moved to the main thread.
+    if (want > SMALL_READ_BYTES) return Buffer.allocUnsafeSlow(want);
+    if (!this.pack || this.packUsed + want > BATCH_BYTES) {
+      this.flush();
+      this.pack = Buffer.allocUnsafeSlow(BATCH_BYTES);
+      this.packUsed = 0;
+    }
+    return this.pack.subarray(this.packUsed, this.packUsed + want);
+  }
+
+  /** Keeps the first `length` bytes of the last small read buffer (the rest is reused). */
+  claim(buffer: Buffer, length: number): void {
+    if (buffer.buffer === this.pack?.buffer) this.packUsed += length;
   }
 
   /** Blocks while the walker is `budgetBytes` behind (after sending what is queued, so it can catch up). */
@@ -143,9 +169,9 @@ class TreeReader {
       for (;;) {
         this.sender.waitForRoom();
         const want = Math.min(this.input.readSize, size - position + 1);
-        // Its own ArrayBuffer (not the pool's), so it can be moved to the main thread.
-        const buffer = Buffer.allocUnsafeSlow(want);
+        const buffer = this.sender.readBuffer(want);
         const got = readSync(fd, buffer, 0, want, position);
+        this.sender.claim(buffer, got);
         position += got;
         // A short read of a regular file means end of file.
         const end = got < want || position > size;

@@ -1,0 +1,21 @@
+/**
+ * Worker thread: sha256 of a blob file, fed with its bytes in file order (moved here once written),
+ * so the main thread — the build's bottleneck — does not hash every blob byte a second time.
+ */
+import { createHash } from 'node:crypto';
+import { parentPort } from 'node:worker_threads';
+import type { BlobHashRequest } from './blob-hasher.js';
+
+const port = parentPort;
+if (!port) throw new Error('blob-hash-worker must run as a worker thread');
+const hash = createHash('sha256');
+const zeros = Buffer.alloc(64 * 1024);
+
+port.on('message', (request: BlobHashRequest) => {
+  if (request.type === 'bytes') hash.update(request.bytes);
+  else if (request.type === 'zeros') {
+    for (let left = request.length; left > 0; left -= zeros.length) {
+      hash.update(left >= zeros.length ? zeros : zeros.subarray(0, left));
+    }
+  } else port.postMessage(hash.digest('hex'));
+});

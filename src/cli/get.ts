@@ -8,6 +8,7 @@ import { Command } from 'commander';
 import { apiSocketPath, daemonConfigSchema } from '../config/index.js';
 import type { DownloadApiRequest, DownloadEvent } from '../daemon/index.js';
 import { parseDigest } from '../task/index.js';
+import { humanBytes } from './progress.js';
 import { intOption, UserError } from './run.js';
 
 const defaultSocket = () => apiSocketPath(daemonConfigSchema.parse({}));
@@ -158,16 +159,6 @@ class ProgressBar {
   stop(): void {
     if (this.running) this.bar.stop();
   }
-}
-
-function humanBytes(n: number): string {
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
-  let i = 0;
-  while (n >= 1024 && i < units.length - 1) {
-    n /= 1024;
-    i++;
-  }
-  return `${n.toFixed(i ? 1 : 0)} ${units[i]}`;
 }
 
 /** Streams the content into a temp file next to `output`, checks the digest, fsyncs, renames. */

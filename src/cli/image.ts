@@ -1,5 +1,7 @@
 import { Command } from 'commander';
 import { imageBuildCommand } from './image-build.js';
+import { imageConvertCommand } from './image-convert.js';
+import { imageCheckCommand, imageInspectCommand, imageUnpackCommand } from './image-inspect.js';
 
 /** `damselfly image …`: build, convert, inspect, check and unpack accelerated images. */
 export function imageCommand(): Command {
@@ -7,5 +9,9 @@ export function imageCommand(): Command {
     'build and convert accelerated images (EROFS bootstrap + deduplicated chunk blobs)',
   );
   image.addCommand(imageBuildCommand());
+  image.addCommand(imageConvertCommand());
+  image.addCommand(imageInspectCommand());
+  image.addCommand(imageCheckCommand());
+  image.addCommand(imageUnpackCommand());
   return image;
 }

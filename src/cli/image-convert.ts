@@ -1,0 +1,81 @@
+import { Command, Option } from 'commander';
+import { parseSize } from '../config/index.js';
+import { convertImage } from '../image/convert/index.js';
+import { type Compressor, DEFAULT_CHUNK_SIZE, isValidChunkSize } from '../image/format/index.js';
+import { ByteProgress, humanBytes } from './progress.js';
+import { UserError } from './run.js';
+
+export function compressorOption(): Option {
+  return new Option('--compressor <name>', 'chunk compression')
+    .choices(['zstd', 'lz4', 'none'])
+    .default('zstd');
+}
+
+export function chunkSizeOption(): Option {
+  return new Option('--chunk-size <size>', 'chunk size: a power of two from 4KiB to 16MiB')
+    .default(DEFAULT_CHUNK_SIZE, '1MiB')
+    .argParser(parseChunkSize);
+}
+
+function parseChunkSize(value: string): number {
+  let size: number;
+  try {
+    size = parseSize(value);
+  } catch (err) {
+    throw new UserError(`--chunk-size: ${(err as Error).message}`);
+  }
+  if (!isValidChunkSize(size))
+    throw new UserError(`--chunk-size must be a power of two from 4KiB to 16MiB, got ${value}`);
+  return size;
+}
+
+export function imageConvertCommand(): Command {
+  return new Command('convert')
+    .summary('convert an OCI image in a registry into a Damselfly image')
+    .description(
+      'Pulls SRC_REF (every platform of an index unless --platform picks one), turns each layer into one ' +
+        'deduplicated chunk blob and merges all layers into one EROFS bootstrap, then pushes DST_REF: a manifest ' +
+        'of blob layers plus a bootstrap layer, with the config kept (diff ids updated). Everything is converted ' +
+        'locally first; nothing is tagged unless every step succeeded.',
+    )
+    .argument('<src_ref>', 'source image, e.g. localhost:5000/app:1.0')
+    .argument('<dst_ref>', 'target image (a tag), e.g. localhost:5000/app:1.0-damselfly')
+    .option('--plain-http', 'talk HTTP, not HTTPS, to the registries (local registries)')
+    .addOption(chunkSizeOption())
+    .addOption(compressorOption())
+    .option(
+      '--chunk-dict <ref>',
+      'an earlier converted image whose chunks are reused instead of stored again',
+    )
+    .option('--platform <os/arch[/variant]>', 'convert only this platform of a multi-platform source')
+    .option('--work-dir <dir>', 'where blobs are built before the push (default: the system temp dir)')
+    .option('--json', 'print the result as JSON')
+    .option('--no-progress', 'do not show the progress bar')
+    .action(async (src: string, dst: string, opts) => {
+      const bar = ByteProgress.forTerminal(opts.progress);
+      const started = Date.now();
+      const result = await convertImage({
+        source: src,
+        target: dst,
+        plainHttp: opts.plainHttp,
+        chunkSize: opts.chunkSize,
+        compressor: opts.compressor as Compressor,
+        chunkDict: opts.chunkDict,
+        platform: opts.platform,
+        workDir: opts.workDir,
+        onProgress: (p) => bar?.show(p.phase, p.done, p.total),
+      }).finally(() => bar?.stop());
+      if (opts.json) {
+        process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
+        return;
+      }
+      const seconds = (Date.now() - started) / 1000;
+      for (const m of result.manifests) {
+        const platform = m.platform ? `${m.platform.os}/${m.platform.architecture} ` : '';
+        process.stdout.write(
+          `${platform}${m.layers} layers (${humanBytes(m.inputBytes)}) -> ${m.blobs} blobs + bootstrap: ${m.digest}\n`,
+        );
+      }
+      process.stdout.write(`pushed ${result.target} (${result.digest}) in ${seconds.toFixed(1)} s\n`);
+    });
+}

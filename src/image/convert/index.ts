@@ -1,0 +1,2 @@
+export * from './convert.js';
+export { ConvertError } from './convert-manifest.js';

@@ -1,0 +1,2 @@
+export * from './bootstrap-layer.js';
+export * from './media-types.js';

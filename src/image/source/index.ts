@@ -1,0 +1,2 @@
+export * from './blob-chunks.js';
+export * from './image-source.js';

@@ -1,5 +1,5 @@
 import { Command, Option } from 'commander';
-import { parseSize } from '../config/index.js';
+import { parseSize } from '../config/units.js';
 import { convertImage } from '../image/convert/index.js';
 import { type Compressor, DEFAULT_CHUNK_SIZE, isValidChunkSize } from '../image/format/index.js';
 import { ByteProgress, humanBytes } from './progress.js';

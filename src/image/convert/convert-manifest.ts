@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { type Readable, Transform } from 'node:stream';
-import { BlobBuilder, ChunkDictionary } from '../build/index.js';
+import { BlobBuilder, ChunkDictionary, type DedupFigures } from '../build/index.js';
 import {
   type BlobInfo,
   type Compressor,
@@ -57,6 +57,7 @@ export interface ConvertedManifest {
 
 export interface LayerStats {
   layers: number;
+  dedup: DedupFigures;
   /** Compressed bytes of source layers read. */
   inputBytes: number;
 }
@@ -86,7 +87,7 @@ export async function convertManifest(options: ConvertManifestOptions): Promise<
   const blobDir = join(options.workDir, 'blobs');
   await mkdir(blobDir, { recursive: true });
   const dictionary = options.chunkDict
-    ? ChunkDictionary.fromImage(options.chunkDict.image)
+    ? ChunkDictionary.fromBootstrap(options.chunkDict.image)
     : new ChunkDictionary();
   const layerTrees = [];
   let inputBytes = 0;
@@ -99,8 +100,8 @@ export async function convertManifest(options: ConvertManifestOptions): Promise<
       inputBytes += n;
       options.onLayerBytes?.(inputBytes);
     });
-    const builder = new BlobBuilder({
-      outDir: blobDir,
+    const builder = await BlobBuilder.create({
+      blobsDir: blobDir,
       chunkSize,
       compressor,
       dictionary,
@@ -111,12 +112,14 @@ export async function convertManifest(options: ConvertManifestOptions): Promise<
       layerTrees.push(await readLayer(tar, (content, size) => builder.addFile(content, size), options));
       await builder.finish();
     } catch (err) {
-      await builder.abort();
+      await builder.abort(err);
       throw err;
     }
   }
   const root = mergeLayers(layerTrees);
-  const image = dictionary.toImage(root, { chunkSize, prefetch: [] });
+  const figures = dictionary.figures;
+  const { blobs: blobTable, chunks } = dictionary.compact([root]);
+  const image: ImageBootstrap = { root, chunkSize, blobs: blobTable, chunks, prefetch: [] };
   const bootstrap = encodeBootstrap(image);
   decodeBootstrap(bootstrap); // a converter bug must fail here, not on a thousand nodes
   const bootstrapLayer = await packBootstrapLayer(bootstrap);
@@ -148,7 +151,7 @@ export async function convertManifest(options: ConvertManifestOptions): Promise<
     bootstrapLayer,
     blobs,
     image,
-    stats: { layers: resolved.manifest.layers.length, inputBytes },
+    stats: { layers: resolved.manifest.layers.length, inputBytes, dedup: figures },
   };
 }
 

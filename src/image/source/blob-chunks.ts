@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { Readable } from 'node:stream';
-import { decompressChunk } from '../build/index.js';
+import { decompressChunk, prepareCompressor } from '../build/index.js';
 import type { ChunkInfo, ImageBootstrap } from '../format/index.js';
 
 export interface ChunkResult {
@@ -35,6 +35,7 @@ export async function* verifiedBlobChunks(
     .map((chunk, index) => ({ chunk, index }))
     .filter(({ chunk }) => chunk.blobIndex === blobIndex)
     .sort((a, b) => a.chunk.compressedOffset - b.chunk.compressedOffset);
+  await prepareCompressor(blob.compressor);
   const hash = createHash('sha256');
   let buffered: Buffer = Buffer.alloc(0);
   let bufferStart = 0; // blob offset of buffered[0]

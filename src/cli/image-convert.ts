@@ -72,8 +72,11 @@ export function imageConvertCommand(): Command {
       const seconds = (Date.now() - started) / 1000;
       for (const m of result.manifests) {
         const platform = m.platform ? `${m.platform.os}/${m.platform.architecture} ` : '';
+        const d = m.dedup;
         process.stdout.write(
-          `${platform}${m.layers} layers (${humanBytes(m.inputBytes)}) -> ${m.blobs} blobs + bootstrap: ${m.digest}\n`,
+          `${platform}${m.layers} layers (${humanBytes(m.inputBytes)}) -> ${m.blobs} blobs + bootstrap: ${m.digest}\n` +
+            `  chunks: ${d.storedChunks} stored (${humanBytes(d.storedBytes)}), ${d.reusedInImageChunks} deduplicated ` +
+            `in the image, ${d.reusedFromDictChunks} from the chunk dict, ${d.holeChunks} holes\n`,
         );
       }
       process.stdout.write(`pushed ${result.target} (${result.digest}) in ${seconds.toFixed(1)} s\n`);

@@ -3,10 +3,20 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough, type Readable } from 'node:stream';
+import type { DedupFigures } from '../build/index.js';
 import type { Compressor } from '../format/index.js';
 import { decodeBootstrap } from '../format/index.js';
 import { OCI_INDEX_MEDIA_TYPE, OCI_MANIFEST_MEDIA_TYPE } from '../manifest/index.js';
-import { type ImageReference, parseReference, RegistryClient } from '../oci/index.js';
+import {
+  type Descriptor,
+  formatReference,
+  type ImageReference,
+  type Platform,
+  parseReference,
+  RegistryClient,
+  type ResolvedImage,
+  withDigest,
+} from '../oci/index.js';
 import { openRegistryImageSource } from '../source/index.js';
 import {
   type ChunkDictImage,
@@ -50,21 +60,11 @@ export interface ConvertResult {
     blobs: number;
     layers: number;
     inputBytes: number;
+    dedup: DedupFigures;
   }>;
 }
 
-interface Platform {
-  os: string;
-  architecture: string;
-  variant?: string;
-}
-
-interface IndexEntry {
-  mediaType?: string;
-  digest: string;
-  size: number;
-  platform?: Platform;
-}
+type IndexEntry = Descriptor;
 
 /**
  * `image convert`: pulls an OCI image (every platform of an index unless one is chosen), converts each
@@ -79,17 +79,14 @@ export async function convertImage(options: ConvertOptions): Promise<ConvertResu
   const workDir = await mkdtemp(join(options.workDir ?? tmpdir(), 'damselfly-convert-'));
   try {
     const chunkDict = options.chunkDict ? await loadChunkDict(client, options.chunkDict, options) : undefined;
-    const top = await client.getManifest(source, options.signal);
-    const entries = isIndex(top.mediaType)
-      ? selectPlatforms(top.json as { manifests?: IndexEntry[] }, options)
-      : null;
-    const targets = entries ?? [null];
-    const totalInput = await sumLayerBytes(client, source, targets, options);
+    const resolvedImages = await resolveTargets(client, source, options);
+    const totalInput = resolvedImages.reduce(
+      (sum, { resolved }) => sum + resolved.manifest.layers.reduce((n, layer) => n + layer.size, 0),
+      0,
+    );
     let inputBase = 0;
     const converted: Array<{ entry: IndexEntry | null; result: ConvertedManifest }> = [];
-    for (const [i, entry] of targets.entries()) {
-      const ref = entry ? { ...source, tag: undefined, digest: entry.digest } : source;
-      const resolved = await client.resolveImage(ref, options.platform, options.signal);
+    for (const [i, { entry, ref, resolved }] of resolvedImages.entries()) {
       const result = await convertManifest({
         client,
         source: ref,
@@ -121,41 +118,34 @@ async function loadChunkDict(
   return { ref: dictRef, image: decodeBootstrap(source.bootstrap).image };
 }
 
-function isIndex(mediaType: string): boolean {
-  return (
-    mediaType === OCI_INDEX_MEDIA_TYPE ||
-    mediaType === 'application/vnd.docker.distribution.manifest.list.v2+json'
-  );
-}
-
-function selectPlatforms(index: { manifests?: IndexEntry[] }, options: ConvertOptions): IndexEntry[] {
-  const all = (index.manifests ?? []).filter((m) => m.platform?.os !== 'unknown'); // skip attestation manifests
-  if (!options.platform) return all;
-  const [os, architecture, variant] = options.platform.split('/');
-  const match = all.filter(
-    (m) =>
-      m.platform?.os === os &&
-      m.platform?.architecture === architecture &&
-      (!variant || m.platform?.variant === variant),
-  );
-  if (match.length === 0) throw new ConvertError(`the source index has no ${options.platform} image`);
-  return match.slice(0, 1);
-}
-
-async function sumLayerBytes(
+/**
+ * What to convert: every image manifest of an index (attestations skipped) — or, for a plain manifest
+ * or with `--platform`, just the one `resolveImage` picks.
+ */
+async function resolveTargets(
   client: RegistryClient,
   source: ImageReference,
-  targets: Array<IndexEntry | null>,
   options: ConvertOptions,
-): Promise<number> {
-  let total = 0;
-  for (const entry of targets) {
-    const ref = entry ? { ...source, tag: undefined, digest: entry.digest } : source;
-    const manifest = await client.getManifest(ref, options.signal);
-    const layers = (manifest.json as { layers?: Array<{ size?: number }> }).layers ?? [];
-    total += layers.reduce((sum, layer) => sum + (layer.size ?? 0), 0);
+): Promise<Array<{ entry: IndexEntry | null; ref: ImageReference; resolved: ResolvedImage }>> {
+  const top = await client.getManifest(source, options.signal);
+  if (top.kind === 'manifest' || options.platform) {
+    return [
+      {
+        entry: null,
+        ref: source,
+        resolved: await client.resolveImage(source, options.platform, options.signal),
+      },
+    ];
   }
-  return total;
+  const entries = top.json.manifests.filter((m) => m.platform && m.platform.os !== 'unknown');
+  if (entries.length === 0)
+    throw new ConvertError(`${formatReference(source)}: the index lists no platform images`);
+  const targets = [];
+  for (const entry of entries) {
+    const ref = withDigest(source, entry.digest);
+    targets.push({ entry, ref, resolved: await client.resolveImage(ref, undefined, options.signal) });
+  }
+  return targets;
 }
 
 async function pushConverted(
@@ -179,6 +169,7 @@ async function pushConverted(
     blobs: result.image.blobs.length,
     layers: result.stats.layers,
     inputBytes: result.stats.inputBytes,
+    dedup: result.stats.dedup,
   }));
   const single = converted.length === 1 && converted[0]?.entry === null;
   if (single) {

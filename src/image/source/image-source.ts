@@ -2,9 +2,9 @@ import { createReadStream } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
-import type { BlobInfo } from '../format/index.js';
+import { type BlobInfo, decodeBootstrap } from '../format/index.js';
 import { ANNOTATION_BOOTSTRAP, unpackBootstrapLayer } from '../manifest/index.js';
-import { type ImageReference, parseReference, RegistryClient } from '../oci/index.js';
+import { formatReference, type ImageReference, parseReference, RegistryClient } from '../oci/index.js';
 
 export class ImageSourceError extends Error {
   readonly code = 'EIMAGESOURCE';
@@ -67,11 +67,28 @@ export async function openRegistryImageSource(
       `${ref.repository}: not a Damselfly image (no layer annotated ${ANNOTATION_BOOTSTRAP})`,
     );
   const bootstrap = await unpackBootstrapLayer(await client.blobStream(ref, bootstrapLayer.digest));
+  checkBlobLayers(ref, layers.slice(0, layers.indexOf(bootstrapLayer)), bootstrap);
   return {
     name: `${ref.registry}/${ref.repository}@${resolved.manifestDigest}`,
     bootstrap,
     openBlob: (blob, signal) => client.blobStream(ref, blob.digest, signal),
   };
+}
+
+/** The manifest's blob layers must be the bootstrap's blob table, in order: nothing else is fetched. */
+function checkBlobLayers(
+  ref: ImageReference,
+  layers: Array<{ digest: string; size: number }>,
+  bootstrap: Buffer,
+) {
+  const { blobs } = decodeBootstrap(bootstrap).image;
+  const same =
+    layers.length === blobs.length &&
+    layers.every((layer, i) => layer.digest === blobs[i]?.digest && layer.size === blobs[i]?.compressedSize);
+  if (!same)
+    throw new ImageSourceError(
+      `${formatReference(ref)}: the manifest's blob layers do not match the bootstrap's blob table`,
+    );
 }
 
 /** The hex part of a `sha256:` digest: blob files are named by it. */

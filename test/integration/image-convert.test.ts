@@ -8,7 +8,7 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdir, mkdtemp, open, readdir, rm } from 'node:fs/promises';
+import { copyFile, mkdir, mkdtemp, open, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -40,6 +40,29 @@ const mounts: MountedErofs[] = [];
 
 function damselfly(...args: string[]) {
   return run(process.execPath, [cliPath, ...args], { maxBuffer: 64 * MiB });
+}
+
+/** Runs the CLI; returns its exit code and stderr whatever happens. */
+async function damselflyExit(...args: string[]): Promise<{ code: number; stderr: string }> {
+  try {
+    const { stderr } = await damselfly(...args);
+    return { code: 0, stderr };
+  } catch (err) {
+    const e = err as { code?: number; stderr?: string };
+    return { code: e.code ?? -1, stderr: e.stderr ?? '' };
+  }
+}
+
+async function flipByte(path: string, at: number): Promise<void> {
+  const file = await open(path, 'r+');
+  try {
+    const byte = Buffer.alloc(1);
+    await file.read(byte, 0, 1, at);
+    byte[0] = (byte[0] ?? 0) ^ 0xff;
+    await file.write(byte, 0, 1, at);
+  } finally {
+    await file.close();
+  }
 }
 
 /** Runs the CLI expecting failure; returns its stderr. */
@@ -279,32 +302,56 @@ describe('image convert', async () => {
     assert.match(armSummary.stdout, /\/arch 5/);
   });
 
-  it('image check names a flipped byte in a blob', { skip }, async () => {
+  it('image check names a flipped byte in any blob', { skip }, async () => {
     const out = join(work, 'local');
     // A local copy with every blob as stored: the registry would refuse to serve flipped bytes.
     const summary = await inspect(ref('app', '1.0-df'));
     await mkdir(join(out, 'blobs'), { recursive: true });
     const target = parseReference(ref('app', '1.0-df'));
-    for (const blob of summary.blobs) {
-      const data = await client.readBlob(target, blob.digest);
-      const file = await open(join(out, 'blobs', blob.digest.slice(7)), 'w');
-      await file.writeFile(data);
-      await file.close();
-    }
-    await run('cp', [join(work, 'app-unpacked', 'bootstrap'), join(out, 'bootstrap')]);
+    for (const blob of summary.blobs)
+      await writeFile(join(out, 'blobs', blob.digest.slice(7)), await client.readBlob(target, blob.digest));
+    await copyFile(join(work, 'app-unpacked', 'bootstrap'), join(out, 'bootstrap'));
     await damselfly('image', 'check', out);
-    const victim = join(out, 'blobs', summary.blobs[0]!.digest.slice(7));
-    const file = await open(victim, 'r+');
-    const size = (await file.stat()).size;
-    const at = Math.floor(size / 2);
-    const byte = Buffer.alloc(1);
-    await file.read(byte, 0, 1, at);
-    byte[0] = (byte[0] ?? 0) ^ 0xff;
-    await file.write(byte, 0, 1, at);
-    await file.close();
-    const stderr = await damselflyFails('image', 'check', out);
-    assert.match(stderr, /fault: chunk \d+ .*(digest mismatch|cannot decompress)/);
-    assert.match(stderr, /faults/);
+    for (const blob of summary.blobs) {
+      const path = join(out, 'blobs', blob.digest.slice(7));
+      for (const at of [0, Math.floor(blob.compressedSize / 2), blob.compressedSize - 1]) {
+        await flipByte(path, at);
+        const stderr = await damselflyFails('image', 'check', out);
+        assert.match(
+          stderr,
+          new RegExp(`fault: blob ${blob.digest}: its bytes hash to`),
+          `byte ${at} of ${blob.digest}`,
+        );
+        await flipByte(path, at);
+      }
+    }
+    // A flip inside a chunk is also named by chunk.
+    const first = join(out, 'blobs', summary.blobs[0]!.digest.slice(7));
+    await flipByte(first, 10);
+    assert.match(
+      await damselflyFails('image', 'check', out),
+      /fault: chunk \d+ .*(digest mismatch|cannot decompress)/,
+    );
+  });
+
+  it('inspect and check refuse a truncated or mangled bootstrap without crashing', { skip }, async () => {
+    const good = await readFile(join(work, 'app-unpacked', 'bootstrap'));
+    const dir = join(work, 'mangled');
+    await mkdir(join(dir, 'blobs'), { recursive: true });
+    const variants = [good.subarray(0, 1500), good.subarray(0, good.length - 4096), Buffer.alloc(0)];
+    const mangled = Buffer.from(good);
+    mangled.fill(0xff, 4096, 4096 + 512);
+    variants.push(mangled);
+    for (const bytes of variants) {
+      await writeFile(join(dir, 'bootstrap'), bytes);
+      for (const command of ['inspect', 'check']) {
+        const { code, stderr } = await damselflyExit('image', command, dir);
+        assert.equal(code, 1, `${command}: ${stderr}`);
+        assert.ok(stderr.trim().split('\n').length <= 2, stderr);
+        assert.doesNotMatch(stderr, /unexpected error|\n\s+at /);
+        assert.match(stderr, /bootstrap/);
+      }
+    }
   });
 
   it('a registry blob that does not match its digest fails the check', { skip }, async () => {

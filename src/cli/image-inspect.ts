@@ -1,8 +1,7 @@
 import { resolve } from 'node:path';
 import { Command } from 'commander';
-import { decodeBootstrap } from '../image/format/index.js';
 import { type ImageSummary, listFiles, summarizeImage } from '../image/inspect/index.js';
-import { openImageSource } from '../image/source/index.js';
+import { decodeSourceBootstrap, openImageSource } from '../image/source/index.js';
 import { checkImage, kernelMountCommands, unpackImage } from '../image/verify/index.js';
 import { ByteProgress, humanBytes } from './progress.js';
 import { UserError } from './run.js';
@@ -19,7 +18,7 @@ export function imageInspectCommand(): Command {
     .option('--json', 'print JSON')
     .action(async (src: string, opts) => {
       const source = await openImageSource(src, { plainHttp: opts.plainHttp, platform: opts.platform });
-      const { image } = decodeBootstrap(source.bootstrap);
+      const { image } = decodeSourceBootstrap(source);
       const summary = summarizeImage(image);
       const files = opts.files ? listFiles(image) : undefined;
       if (opts.json) {

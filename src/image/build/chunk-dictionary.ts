@@ -192,8 +192,9 @@ export class ChunkDictionary {
     const pending = this.blobSlots.indexOf(PENDING);
     if (pending >= 0) throw new ImageBuildError('EMODEL', `blob ${pending} is still being written`);
     const files = uniqueFiles(roots);
-    const usedChunks = [...this.usedChunks(files)].sort(byNumber);
-    const usedBlobs = [...new Set(usedChunks.map((i) => this.chunkTable[i]!.blobIndex))].sort(byNumber);
+    const referenced = this.usedChunks(files);
+    const usedBlobs = [...new Set([...referenced].map((i) => this.chunkTable[i]!.blobIndex))].sort(byNumber);
+    const usedChunks = [...this.withWholeBuiltBlobs(referenced, new Set(usedBlobs))].sort(byNumber);
     const blobMap = new Map(usedBlobs.map((oldIndex, newIndex) => [oldIndex, newIndex]));
     const chunkMap = new Map(usedChunks.map((oldIndex, newIndex) => [oldIndex, newIndex]));
     const chunks = usedChunks.map((oldIndex) => {
@@ -219,6 +220,18 @@ export class ChunkDictionary {
       droppedBlobs: finishedBlobs - blobs.length,
       droppedChunks: this.chunkTable.length - chunks.length,
     };
+  }
+
+  /**
+   * A blob built here is kept whole: chunks no file references any more (a later layer deleted the
+   * file) still describe its bytes, so `image check` verifies them and a later `--chunk-dict` can reuse them.
+   */
+  private withWholeBuiltBlobs(referenced: Set<number>, usedBlobs: Set<number>): Set<number> {
+    const kept = new Set(referenced);
+    for (let i = this.dictChunks; i < this.chunkTable.length; i++) {
+      if (usedBlobs.has(this.chunkTable[i]!.blobIndex)) kept.add(i);
+    }
+    return kept;
   }
 
   private usedChunks(files: FileNode[]): Set<number> {

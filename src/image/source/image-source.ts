@@ -2,7 +2,12 @@ import { createReadStream } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
-import { type BlobInfo, decodeBootstrap } from '../format/index.js';
+import {
+  type BlobInfo,
+  BootstrapFormatError,
+  type DecodedBootstrap,
+  decodeBootstrap,
+} from '../format/index.js';
 import { ANNOTATION_BOOTSTRAP, unpackBootstrapLayer } from '../manifest/index.js';
 import { formatReference, type ImageReference, parseReference, RegistryClient } from '../oci/index.js';
 
@@ -94,4 +99,15 @@ function checkBlobLayers(
 /** The hex part of a `sha256:` digest: blob files are named by it. */
 export function blobHex(blob: BlobInfo): string {
   return blob.digest.slice(blob.digest.indexOf(':') + 1);
+}
+
+/** Decodes a source's bootstrap; a malformed one is reported with the source's name. */
+export function decodeSourceBootstrap(source: ImageSource): DecodedBootstrap {
+  try {
+    return decodeBootstrap(source.bootstrap);
+  } catch (err) {
+    if (err instanceof BootstrapFormatError)
+      throw new ImageSourceError(`${source.name}: invalid bootstrap: ${err.message}`);
+    throw err;
+  }
 }

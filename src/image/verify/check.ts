@@ -29,7 +29,7 @@ export async function checkImage(source: ImageSource, options: CheckOptions = {}
     image = decodeBootstrap(source.bootstrap).image;
   } catch (err) {
     if (!(err instanceof BootstrapFormatError)) throw err;
-    report.faults.push(`bootstrap: ${err.message}`);
+    report.faults.push(`${source.name}: invalid bootstrap: ${err.message}`);
     return report;
   }
   report.faults.push(...fileChunkFaults(image));

@@ -1,7 +1,6 @@
 import { mkdir, open, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { decodeBootstrap } from '../format/index.js';
-import { blobHex, type ImageSource, verifiedBlobChunks } from '../source/index.js';
+import { blobHex, decodeSourceBootstrap, type ImageSource, verifiedBlobChunks } from '../source/index.js';
 
 export class UnpackError extends Error {
   readonly code = 'EUNPACK';
@@ -23,7 +22,7 @@ export async function unpackImage(
   outDir: string,
   options: { signal?: AbortSignal; onProgress?: (done: number, total: number) => void } = {},
 ): Promise<UnpackResult> {
-  const { image } = decodeBootstrap(source.bootstrap);
+  const { image } = decodeSourceBootstrap(source);
   await mkdir(join(outDir, 'blobs'), { recursive: true });
   const temps: string[] = [];
   const finals: Array<[string, string]> = [];

@@ -2,8 +2,8 @@
  * One blob file being written. Bytes are gathered in 4 MiB staging buffers (zeros filling the
  * gaps), each written with one positional write while the next fills — a bounded number of bytes in
  * flight, so producing chunks overlaps writing them. Once written, each buffer is moved to a hasher
- * thread in file order, which computes the file's sha256 without reading anything back; commit
- * fsyncs and renames the temp file to `<dir>/<hex sha256>`.
+ * thread in file order, which computes the file's sha256 without reading anything back and returns
+ * the buffer for reuse; commit fsyncs and renames the temp file to `<dir>/<hex sha256>`.
  *
  * (Hashing on the main thread cost ~15% of a build of many small files; copying every byte into
  * staging costs a fifth of that, and turns thousands of small writes into few large ones.)
@@ -40,7 +40,7 @@ export class BlobFile {
   private readonly unhashed: StagedWrite[] = [];
   private failure: unknown;
   private closed = false;
-  private staged = Buffer.allocUnsafe(STAGING_BYTES);
+  private staged: Buffer;
   private stagedLength = 0;
   /** File offset of `staged[0]`. */
   private stagedAt = 0;
@@ -50,7 +50,9 @@ export class BlobFile {
     readonly tempPath: string,
     private readonly dir: string,
     private readonly hasher: BlobHasher,
-  ) {}
+  ) {
+    this.staged = hasher.buffer(STAGING_BYTES);
+  }
 
   /** Creates a fresh temp file in `dir` (hidden, random name, never an existing file). */
   static async create(dir: string): Promise<BlobFile> {
@@ -100,7 +102,7 @@ export class BlobFile {
     const bytes = full ? this.staged : Buffer.from(this.staged.subarray(0, this.stagedLength));
     const position = this.stagedAt;
     this.stagedAt += this.stagedLength;
-    this.staged = full ? Buffer.allocUnsafe(STAGING_BYTES) : this.staged;
+    this.staged = full ? this.hasher.buffer(STAGING_BYTES) : this.staged;
     this.stagedLength = 0;
     const write: StagedWrite = { bytes, done: false };
     this.unhashed.push(write);

@@ -4,6 +4,7 @@ import { clusterCommand } from './cluster.js';
 import { daemonCommand } from './daemon.js';
 import { getCommand } from './get.js';
 import { imageCommand } from './image.js';
+import { mountCommand } from './mount.js';
 import { runMain } from './run.js';
 import { schedulerCommand } from './scheduler.js';
 
@@ -17,5 +18,6 @@ program.addCommand(daemonCommand());
 program.addCommand(getCommand());
 program.addCommand(clusterCommand());
 program.addCommand(imageCommand());
+program.addCommand(mountCommand());
 
 runMain(() => program.parseAsync(process.argv));

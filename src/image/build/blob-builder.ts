@@ -94,9 +94,15 @@ export class BlobBuilder {
     }
     options.signal?.throwIfAborted();
     const full = { zstdLevel: DEFAULT_ZSTD_LEVEL, ...options };
-    const file = await BlobFile.create(options.blobsDir);
-    const encoder = createChunkEncoder(options.compressor, full.zstdLevel);
     const blobIndex = options.dictionary.reserveBlob();
+    let file: BlobFile;
+    try {
+      file = await BlobFile.create(options.blobsDir);
+    } catch (err) {
+      options.dictionary.discardBlob(blobIndex);
+      throw err;
+    }
+    const encoder = createChunkEncoder(options.compressor, full.zstdLevel);
     return new BlobBuilder(full, file, encoder, blobIndex);
   }
 

@@ -21,17 +21,26 @@ const GETFATTR = ['getfattr', '-h', '-d', '-m', '-', '-e', 'base64', '--absolute
 export class XattrReader {
   private child: ChildProcessByStdio<Writable, Readable, Readable> | null = null;
   private result: Promise<Buffer> | null = null;
+  private pending = '';
 
   constructor(private readonly signal?: AbortSignal) {}
 
   /** Queues an absolute path (its attributes come with `finish()`). */
   request(path: string): void {
+    this.pending += `${path}\0`;
+    // One pipe write per 64 KiB of paths, not one per path.
+    if (this.pending.length >= 64 * 1024) this.send();
+  }
+
+  private send(): void {
     this.child ??= this.start();
-    this.child.stdin.write(`${path}\0`);
+    this.child.stdin.write(this.pending);
+    this.pending = '';
   }
 
   /** Path → attributes, for the requested paths that have any. */
   async finish(): Promise<Map<string, Xattrs>> {
+    if (this.pending) this.send();
     if (!this.child || !this.result) return new Map();
     this.child.stdin.end();
     return parseGetfattrOutput(await this.result);

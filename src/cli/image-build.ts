@@ -1,30 +1,9 @@
-import { Command, Option } from 'commander';
-// parseSize is not re-exported by src/config/index.ts yet.
-import { parseSize } from '../config/units.js';
-import {
-  type BuildSummary,
-  buildImage,
-  COMPRESSORS,
-  checkBuildOptions,
-  type WalkProgress,
-} from '../image/build/index.js';
-import { type Compressor, DEFAULT_CHUNK_SIZE } from '../image/format/index.js';
+import { Command } from 'commander';
+import { type BuildSummary, buildImage, type WalkProgress } from '../image/build/index.js';
+import type { Compressor } from '../image/format/index.js';
+import { chunkSizeOption, compressorOption } from './image-options.js';
+import { humanBytes } from './progress.js';
 import { UserError } from './run.js';
-
-function chunkSizeOption(value: string): number {
-  let size: number;
-  try {
-    size = parseSize(value);
-  } catch (err) {
-    throw new UserError(`--chunk-size: ${(err as Error).message}`);
-  }
-  try {
-    checkBuildOptions({ chunkSize: size });
-  } catch (err) {
-    throw new UserError(`--chunk-size ${value}: ${(err as Error).message}`);
-  }
-  return size;
-}
 
 /** `damselfly image build DIR -o OUT`. */
 export function imageBuildCommand(): Command {
@@ -41,19 +20,8 @@ export function imageBuildCommand(): Command {
     )
     .argument('<dir>', 'directory to build the image from')
     .requiredOption('-o, --output <out>', 'output directory (created if missing)')
-    .addOption(
-      new Option('--chunk-size <size>', 'chunk size: a power of two from 4KiB to 16MiB (e.g. 64KiB, 4MiB)')
-        .argParser(chunkSizeOption)
-        .default(DEFAULT_CHUNK_SIZE, '1MiB'),
-    )
-    .addOption(
-      new Option(
-        '--compressor <name>',
-        'chunk compression; "none" writes a blob the kernel can mount as an EROFS device as it is',
-      )
-        .choices(COMPRESSORS)
-        .default('zstd'),
-    )
+    .addOption(chunkSizeOption())
+    .addOption(compressorOption())
     .option(
       '--chunk-dict <bootstrap>',
       'bootstrap of an existing image: chunks it already has are referenced (its blobs become part ' +
@@ -109,16 +77,6 @@ class BuildProgressLine {
     if (this.drawn) process.stderr.write('\r\x1b[K');
     this.drawn = false;
   }
-}
-
-function humanBytes(n: number): string {
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
-  let i = 0;
-  while (n >= 1024 && i < units.length - 1) {
-    n /= 1024;
-    i++;
-  }
-  return `${n.toFixed(i ? 1 : 0)} ${units[i]}`;
 }
 
 /** The human summary: what was built, from what, and how much deduplication saved. */

@@ -1,33 +1,8 @@
-import { Command, Option } from 'commander';
-import { parseSize } from '../config/units.js';
+import { Command } from 'commander';
 import { convertImage } from '../image/convert/index.js';
-import { type Compressor, DEFAULT_CHUNK_SIZE, isValidChunkSize } from '../image/format/index.js';
+import type { Compressor } from '../image/format/index.js';
+import { chunkSizeOption, compressorOption } from './image-options.js';
 import { ByteProgress, humanBytes } from './progress.js';
-import { UserError } from './run.js';
-
-export function compressorOption(): Option {
-  return new Option('--compressor <name>', 'chunk compression')
-    .choices(['zstd', 'lz4', 'none'])
-    .default('zstd');
-}
-
-export function chunkSizeOption(): Option {
-  return new Option('--chunk-size <size>', 'chunk size: a power of two from 4KiB to 16MiB')
-    .default(DEFAULT_CHUNK_SIZE, '1MiB')
-    .argParser(parseChunkSize);
-}
-
-function parseChunkSize(value: string): number {
-  let size: number;
-  try {
-    size = parseSize(value);
-  } catch (err) {
-    throw new UserError(`--chunk-size: ${(err as Error).message}`);
-  }
-  if (!isValidChunkSize(size))
-    throw new UserError(`--chunk-size must be a power of two from 4KiB to 16MiB, got ${value}`);
-  return size;
-}
 
 export function imageConvertCommand(): Command {
   return new Command('convert')

@@ -139,10 +139,15 @@ export class ChunkFetcher {
     return indexes.map((index) => this.pending.get(index)!);
   }
 
+  /** Resolves once every fetch under way has finished and its chunks are committed to the cache. */
+  async settled(): Promise<void> {
+    while (this.work.size > 0) await Promise.allSettled([...this.work]);
+  }
+
   /** Stops fetching (waiters get an abort error) and waits for running work and cache writes. */
   async close(): Promise<void> {
     this.lifetime.abort(new ChunkFetchError('the chunk fetcher is closed'));
-    while (this.work.size > 0) await Promise.allSettled([...this.work]);
+    await this.settled();
   }
 
   private start(blobIndex: number, planned: PlannedFetch): void {

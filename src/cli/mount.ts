@@ -52,6 +52,9 @@ export function mountCommand(): Command {
       const shutdown = waitForShutdownSignal();
       await checkCanMount(mountpoint, logger);
       const local = await isDirectory(src);
+      if (!local && /^\.{0,2}\//.test(src)) {
+        throw new UserError(`${src} is not a directory (expected an \`image build\` output directory)`);
+      }
       const backendName: string = opts.backend ?? (local ? 'local' : 'registry');
       const client = new RegistryClient({ plainHttp: opts.plainHttp, logger });
       const backend = chooseBackend(backendName, src, local, client);

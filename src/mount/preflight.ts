@@ -4,7 +4,7 @@
  * answers ENOTCONN there) is detached first, so a restart after `kill -9` just works.
  */
 import { constants } from 'node:fs';
-import { access, stat } from 'node:fs/promises';
+import { access, stat, statfs } from 'node:fs/promises';
 import { unmountStale } from '../fuse/index.js';
 import type { Logger } from '../observability/index.js';
 import { ImageMountError } from './errors.js';
@@ -27,6 +27,8 @@ export async function checkCanMount(mountpoint: string, logger: Logger): Promise
 
 async function checkMountpoint(mountpoint: string, logger: Logger): Promise<void> {
   try {
+    // statfs always reaches the filesystem; stat may be answered from the dead mount's attribute cache.
+    await statfs(mountpoint);
     if (!(await stat(mountpoint)).isDirectory()) {
       throw new ImageMountError('EMOUNTPOINT', `mountpoint ${mountpoint} is not a directory`);
     }

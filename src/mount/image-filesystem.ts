@@ -18,6 +18,7 @@ import { FuseError } from '../fuse/index.js';
 import type { DecodedBootstrap, DirectoryNode, FileNode, TreeNode } from '../image/format/index.js';
 import type { Logger } from '../observability/index.js';
 import { childNamed, DirectoryListings } from './directory-listing.js';
+import { ChunkFetchError, ChunkVerificationError } from './errors.js';
 import { InodeTable } from './inode-table.js';
 import { planFileRead, type ReadPiece } from './read-plan.js';
 
@@ -84,8 +85,9 @@ export class ImageFilesystem implements ReadOnlyFilesystem {
       return await this.content.read(pieces, ctx.signal);
     } catch (err) {
       if (ctx.signal.aborted || err instanceof FuseError) throw err;
-      // Failures are logged where they happen (once per fetch, not once per waiting reader).
-      this.logger.debug({ err, ino, offset, size }, 'read failed');
+      // Fetch and verification failures are logged by the fetcher, once per fetch, not per waiting reader.
+      const logged = err instanceof ChunkFetchError || err instanceof ChunkVerificationError;
+      if (!logged) this.logger.error({ err, ino, offset, size }, 'read failed');
       throw new FuseError('EIO', (err as Error).message);
     }
   }

@@ -1,0 +1,79 @@
+/**
+ * Reads kernel requests from /dev/fuse on dedicated threads and hands each to the main thread.
+ * Several threads may read one fd: the kernel gives each request to exactly one reader.
+ */
+import { basename, extname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Worker } from 'node:worker_threads';
+
+export interface ReaderWorkerData {
+  fd: number;
+  bufferSize: number;
+}
+
+/** Posted by a reader thread when it stops: the errno code of the failed read (ENODEV normally). */
+export interface ReaderEnd {
+  end: string;
+}
+
+export interface DeviceReaderEvents {
+  request(message: Buffer): void;
+  /** All reader threads have stopped; `reason` is the first one's (ENODEV: the connection ended). */
+  end(reason: string): void;
+}
+
+export class DeviceReader {
+  private readonly workers: Worker[];
+  private running: number;
+  private reason: string | undefined;
+
+  constructor(data: ReaderWorkerData, threads: number, events: DeviceReaderEvents) {
+    this.running = threads;
+    this.workers = Array.from({ length: threads }, () => this.start(data, events));
+  }
+
+  /**
+   * Threads blocked in read(2) cannot be stopped from here: after a lazy unmount whose connection
+   * could not be aborted they stay until the last user of the mount leaves. They must not keep the
+   * process alive meanwhile.
+   */
+  unref(): void {
+    for (const worker of this.workers) worker.unref();
+  }
+
+  private start(data: ReaderWorkerData, events: DeviceReaderEvents): Worker {
+    const worker = startReaderThread(data);
+    worker.on('message', (message: Uint8Array | ReaderEnd) => {
+      if (message instanceof Uint8Array) {
+        events.request(Buffer.from(message.buffer, message.byteOffset, message.byteLength));
+      } else {
+        this.reason ??= message.end;
+      }
+    });
+    worker.on('error', (err) => {
+      this.reason ??= `reader thread failed: ${err.message}`;
+    });
+    worker.on('exit', () => {
+      this.running--;
+      if (this.running === 0) events.end(this.reason ?? 'reader threads exited');
+    });
+    return worker;
+  }
+}
+
+/**
+ * The compiled `.js` worker beside this module, or under tsx (tests, benches) the `.ts` source with
+ * tsx registered first: tsx's loader does not reach worker threads by itself. Same approach as
+ * src/image/build/worker-thread.ts, which is private to that module.
+ */
+function startReaderThread(workerData: ReaderWorkerData): Worker {
+  const extension = extname(basename(fileURLToPath(import.meta.url)));
+  const moduleUrl = new URL(`./device-reader-worker${extension}`, import.meta.url);
+  const options = { workerData, name: 'fuse-reader' };
+  if (extension !== '.ts') return new Worker(moduleUrl, options);
+  const tsxApi = import.meta.resolve('tsx/esm/api');
+  const bootstrap =
+    `import(${JSON.stringify(tsxApi)}).then(({ register }) => { register(); ` +
+    `return import(${JSON.stringify(moduleUrl.href)}); });`;
+  return new Worker(bootstrap, { ...options, eval: true });
+}

@@ -10,10 +10,14 @@ export class UserError extends Error {
   }
 }
 
+/**
+ * Typed errors (our `XError { code }`, a registry's `MANIFEST_UNKNOWN`, the system's `ENOENT`) are
+ * expected failures: one line. Node's own `ERR_*` codes mean a bug, so they keep their stack.
+ */
 function isUserFacing(err: unknown): err is Error & { code?: string } {
   if (err instanceof UserError) return true;
   const code = (err as { code?: unknown })?.code;
-  return err instanceof Error && typeof code === 'string' && code.startsWith('E');
+  return err instanceof Error && typeof code === 'string' && code !== '' && !code.startsWith('ERR_');
 }
 
 /** Runs the CLI; user mistakes and expected failures print one line and exit non-zero. */

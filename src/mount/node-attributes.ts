@@ -6,11 +6,9 @@
  */
 import { constants } from 'node:fs';
 import type { Attr } from '../fuse/index.js';
-import type { DirectoryNode, TreeNode } from '../image/format/index.js';
+import { type DirectoryNode, directorySize, type TreeNode } from '../image/format/index.js';
 
 const BLOCK = 4096;
-/** struct erofs_dirent: nid u64, nameoff u16, file_type u8, reserved u8. */
-const DIRENT_SIZE = 12;
 
 const TYPE_BITS: Readonly<Record<TreeNode['kind'], number>> = {
   file: constants.S_IFREG,
@@ -31,25 +29,11 @@ export function encodeDeviceNumber(major: number, minor: number): number {
   return ((minor & 0xff) | ((major & 0xfff) << 8) | ((minor & ~0xff) << 12)) >>> 0;
 }
 
-/**
- * `i_size` of a directory as EROFS lays it out: 12-byte dirents plus names, `.` and `..` included,
- * sorted by bytes and never crossing a 4 KiB block; the last block is not padded. (Mirrors
- * `directorySize` in src/image/format, which its index does not export.)
- */
+/** `i_size` of a directory as EROFS lays it out (`.` and `..` included, names sorted by bytes). */
 export function directoryDataSize(dir: DirectoryNode): number {
-  const lengths = ['.', '..', ...dir.children.keys()].map((name) => Buffer.from(name));
-  lengths.sort(Buffer.compare);
-  let full = 0;
-  let used = 0;
-  for (const name of lengths) {
-    const need = DIRENT_SIZE + name.length;
-    if (used + need > BLOCK) {
-      full++;
-      used = 0;
-    }
-    used += need;
-  }
-  return full * BLOCK + used;
+  const names = ['.', '..', ...dir.children.keys()].map((name) => Buffer.from(name));
+  names.sort(Buffer.compare);
+  return directorySize(names.map((name) => name.length));
 }
 
 function sizeOf(node: TreeNode): number {

@@ -37,7 +37,7 @@ export const WANTED_INIT_FLAGS =
 export interface InitLimits {
   /** Largest READ in bytes (also passed as the `max_read` mount option). */
   maxRead: number;
-  /** Readahead cap in bytes; the kernel's offer when absent (it can only be lowered here). */
+  /** Readahead cap in bytes; the kernel's offer when absent (INIT can only lower it). */
   maxReadahead?: number;
   /** Background requests (readahead, async direct I/O, releases) in flight at once. */
   maxBackground: number;

@@ -100,6 +100,11 @@ export async function umount(mountpoint: string, lazy: boolean): Promise<void> {
   await run('umount', [...(lazy ? ['-l'] : []), '-c', mountpoint], { timeout: CHILD_TIMEOUT_MS });
 }
 
+/** A FUSE mount's backing device (bdi) is named after its "major:minor". */
+export async function setReadahead(device: string, bytes: number): Promise<void> {
+  await writeFile(`/sys/class/bdi/${device}/read_ahead_kb`, String(Math.ceil(bytes / 1024)));
+}
+
 /** fusectl names a connection by the superblock's dev_t (MKDEV(major, minor), major 0 for FUSE). */
 export function connectionId(device: string): string {
   const [major, minor] = device.split(':').map(Number);

@@ -16,6 +16,7 @@ import {
   isMounted,
   type MountParameters,
   mountFuse,
+  setReadahead,
   umount,
 } from './kernel-mount.js';
 import { FilesystemOperations } from './operations.js';
@@ -38,8 +39,12 @@ export interface FuseMountOptions {
   negativeTimeout?: number;
   /** Largest READ in bytes, 4 KiB … 1 MiB; default 1 MiB. */
   maxRead?: number;
-  /** Readahead in bytes; default the kernel's (128 KiB unless the bdi was tuned). Can only lower it. */
-  maxReadahead?: number;
+  /**
+   * Readahead window in bytes; default maxRead (1 MiB). The kernel offers 128 KiB at INIT, which INIT
+   * can only lower: a larger window is set through /sys/class/bdi/<dev>/read_ahead_kb once mounted
+   * (1 MiB doubles sequential throughput over 128 KiB, with 8× fewer READs; docs/fuse.md).
+   */
+  readahead?: number;
   /** Background requests (readahead, async direct I/O) the kernel keeps in flight; default 64. */
   maxBackground?: number;
   /** Threads blocking in read(2) on /dev/fuse; default 2 (see docs/fuse.md, "Threading"). */
@@ -73,6 +78,7 @@ const UNMOUNT_GRACE_MS = 2000;
 
 interface ResolvedOptions {
   mount: MountParameters;
+  readahead: number;
   limits: InitLimits;
   timeouts: { entry: number; attr: number };
   negativeTimeout: number;
@@ -111,7 +117,9 @@ function resolveOptions(options: FuseMountOptions): ResolvedOptions {
     throw new FuseSessionError('EINVAL', 'fsName must be non-empty without whitespace');
   }
   const maxRead = integer(options.maxRead, MiB, 4096, MiB, 'maxRead');
+  const readahead = integer(options.readahead, maxRead, 0, 64 * MiB, 'readahead');
   return {
+    readahead,
     mount: {
       fsName: options.fsName,
       subtype,
@@ -122,7 +130,7 @@ function resolveOptions(options: FuseMountOptions): ResolvedOptions {
     },
     limits: {
       maxRead,
-      maxReadahead: options.maxReadahead,
+      maxReadahead: readahead,
       maxBackground: integer(options.maxBackground, 64, 1, 0xffff, 'maxBackground'),
       maxWrite: MAX_WRITE,
     },
@@ -193,6 +201,7 @@ export class FuseSession {
       await session.unmount();
       throw err;
     }
+    await session.raiseReadahead(resolved.readahead);
     return session;
   }
 
@@ -323,6 +332,17 @@ export class FuseSession {
       signal?.addEventListener('abort', onAbort, { once: true });
       this.initWaiter = { resolve: () => settle(), reject: settle };
     });
+  }
+
+  /** INIT can only lower the readahead the kernel offers (128 KiB); the bdi setting raises it. */
+  private async raiseReadahead(bytes: number): Promise<void> {
+    const offered = this.negotiated?.maxReadahead ?? 0;
+    if (bytes <= offered || this.device === undefined) return;
+    try {
+      await setReadahead(this.device, bytes);
+    } catch (err) {
+      this.logger.warn({ err, bytes }, 'fuse readahead could not be raised; keeping the kernel default');
+    }
   }
 
   /** Every reader saw the connection end (ENODEV after umount or abort) or failed. */

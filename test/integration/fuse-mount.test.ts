@@ -188,6 +188,8 @@ describe('fuse: a real kernel mount', { skip, timeout: 300_000 }, () => {
     assert.equal(entry?.fsType, `fuse.${SUBTYPE}`);
     assert.equal(entry?.source, 'memfs');
     assert.equal(session.protocol?.maxPages, 256);
+    // 1 MiB readahead, raised past the kernel's 128 KiB through the bdi.
+    assert.equal((await readFile(`/sys/class/bdi/${session.device}/read_ahead_kb`, 'utf8')).trim(), '1024');
   });
 
   it('serves small files with their attributes', async () => {
@@ -204,8 +206,10 @@ describe('fuse: a real kernel mount', { skip, timeout: 300_000 }, () => {
 
   it('a 50 MiB file read by 4 processes at once, then at random offsets, is byte-exact', async () => {
     const expected = sha256(BIG);
+    const largestBefore = fs.largestRead;
     const sums = await Promise.all([1, 2, 3, 4].map(() => sh('sha256sum', [at('big.bin')], 60_000)));
     for (const sum of sums) assert.equal(sum.stdout.split(' ')[0], expected, sum.stderr);
+    assert.ok(fs.largestRead >= largestBefore && fs.largestRead === MiB, `largest READ ${fs.largestRead}`);
     const handle = await open(at('big.bin'));
     try {
       await Promise.all(
@@ -493,6 +497,24 @@ describe('fuse: ways a session ends', { skip, timeout: 120_000 }, () => {
       const exit = await exitOf(child);
       assert.equal(exit.signal, 'SIGTERM');
       assert.equal(await fuseMountAt(mnt), undefined);
+    } finally {
+      child.kill('SIGKILL');
+    }
+  });
+
+  it('process.exit() while mounted: the exit hook aborts the connection and detaches the mount', async () => {
+    const mnt = await newMountpoint('exited');
+    const child = spawn(
+      process.execPath,
+      ['--import', 'tsx', join(import.meta.dirname, '../helpers/fuse-mount-child.ts'), mnt, '--exit'],
+      { stdio: ['ignore', 'pipe', 'inherit'] },
+    );
+    try {
+      await waitForLine(child, 'ready');
+      const exit = await exitOf(child);
+      assert.equal(exit.code, 3);
+      assert.equal(await fuseMountAt(mnt), undefined);
+      assert.ok((await stat(mnt)).isDirectory());
     } finally {
       child.kill('SIGKILL');
     }

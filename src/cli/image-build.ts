@@ -1,5 +1,6 @@
 import { Command } from 'commander';
 import { type BuildSummary, buildImage, type WalkProgress } from '../image/build/index.js';
+import { readPrefetchList } from '../image/convert/index.js';
 import type { Compressor } from '../image/format/index.js';
 import { chunkSizeOption, compressorOption } from './image-options.js';
 import { humanBytes } from './progress.js';
@@ -27,8 +28,14 @@ export function imageBuildCommand(): Command {
       'bootstrap of an existing image: chunks it already has are referenced (its blobs become part ' +
         'of the new image) instead of stored again',
     )
+    .option(
+      '--prefetch-files <list>',
+      "file of absolute paths in DIR's tree, one per line (`-` = stdin; what `mount --trace` writes): " +
+        'fetched first after mount',
+    )
     .option('--json', 'print the build summary as JSON')
     .action(async (dir: string, opts) => {
+      const prefetch = opts.prefetchFiles ? await readPrefetchList(opts.prefetchFiles) : undefined;
       const controller = new AbortController();
       const onSignal = () => controller.abort();
       process.once('SIGINT', onSignal);
@@ -39,6 +46,7 @@ export function imageBuildCommand(): Command {
           chunkSize: opts.chunkSize as number,
           compressor: opts.compressor as Compressor,
           chunkDict: opts.chunkDict,
+          prefetch,
           signal: controller.signal,
           onProgress: progress ? (p) => progress.show(p) : undefined,
         });

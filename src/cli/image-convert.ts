@@ -1,5 +1,5 @@
 import { Command } from 'commander';
-import { convertImage } from '../image/convert/index.js';
+import { convertImage, readPrefetchList } from '../image/convert/index.js';
 import type { Compressor } from '../image/format/index.js';
 import { chunkSizeOption, compressorOption } from './image-options.js';
 import { ByteProgress, humanBytes } from './progress.js';
@@ -22,11 +22,17 @@ export function imageConvertCommand(): Command {
       '--chunk-dict <ref>',
       'an earlier converted image whose chunks are reused instead of stored again',
     )
+    .option(
+      '--prefetch-files <list>',
+      'file of absolute paths, one per line (`-` = stdin; what `mount --trace` writes): fetched first after mount',
+    )
     .option('--platform <os/arch[/variant]>', 'convert only this platform of a multi-platform source')
     .option('--work-dir <dir>', 'where blobs are built before the push (default: the system temp dir)')
     .option('--json', 'print the result as JSON')
     .option('--no-progress', 'do not show the progress bar')
     .action(async (src: string, dst: string, opts) => {
+      // Read before anything is pulled: a bad list should fail in a second, not after the conversion.
+      const prefetch = opts.prefetchFiles ? await readPrefetchList(opts.prefetchFiles) : undefined;
       const bar = ByteProgress.forTerminal(opts.progress);
       const started = Date.now();
       const result = await convertImage({
@@ -37,6 +43,7 @@ export function imageConvertCommand(): Command {
         compressor: opts.compressor as Compressor,
         chunkDict: opts.chunkDict,
         platform: opts.platform,
+        prefetch,
         workDir: opts.workDir,
         onProgress: (p) => bar?.show(p.phase, p.done, p.total),
       }).finally(() => bar?.stop());

@@ -18,9 +18,10 @@ import type { Logger } from '../observability/index.js';
 import type { BlobCache } from './blob-cache.js';
 import type { ChunkBackend } from './chunk-backend.js';
 import { verifyStoredChunk } from './chunk-verifier.js';
-import { ConcurrencyLimit } from './concurrency-limit.js';
 import { ChunkFetchError, ChunkVerificationError } from './errors.js';
 import { type FetchPlanOptions, type PlannedFetch, planFetches } from './fetch-plan.js';
+import { FetchSlots, FetchTicket } from './fetch-slots.js';
+import { ByteRateLimit } from './rate-limit.js';
 
 const MiB = 1024 * 1024;
 
@@ -38,12 +39,24 @@ export interface ChunkFetcherOptions {
   maxGap?: number;
   /** Backend requests in flight at once (default 8). */
   concurrency?: number;
+  /** Background (prefetch) requests in flight at once (default: all but the reserved quarter). */
+  backgroundConcurrency?: number;
+  /** Stored bytes per second background requests may fetch (default 0 = unlimited). */
+  backgroundRate?: number;
+}
+
+export interface FetchRequestOptions {
+  /** Prefetch: yields to foreground reads (reserved slots, queued behind them, rate-limited). */
+  background?: boolean;
 }
 
 export interface FetchStats {
   /** Range requests sent to the backend, and the stored bytes they returned. */
   requests: number;
   bytes: number;
+  /** Of those, background (prefetch) requests and bytes. */
+  backgroundRequests: number;
+  backgroundBytes: number;
   /** Chunks verified and handed out. */
   chunks: number;
   verifyFailures: number;
@@ -79,17 +92,22 @@ export class ChunkFetcher {
   readonly stats: FetchStats = {
     requests: 0,
     bytes: 0,
+    backgroundRequests: 0,
+    backgroundBytes: 0,
     chunks: 0,
     verifyFailures: 0,
     fetchFailures: 0,
     cacheWriteFailures: 0,
   };
   private readonly pending = new Map<number, Promise<Buffer>>();
+  /** The request each pending chunk waits for, until its bytes arrived (for promotion). */
+  private readonly ticketOf = new Map<number, FetchTicket>();
   private readonly orders: StoredOrder[];
   /** Chunk index → its position in its blob's stored order. */
   private readonly positionOf: Int32Array;
   private readonly plan: FetchPlanOptions;
-  private readonly limit: ConcurrencyLimit;
+  private readonly slots: FetchSlots;
+  private readonly rate: ByteRateLimit;
   private readonly lifetime = new AbortController();
   private readonly work = new Set<Promise<void>>();
   private readonly logger: Logger;
@@ -101,7 +119,11 @@ export class ChunkFetcher {
       maxFetchSize: Math.max(options.maxFetchSize ?? 8 * MiB, minFetchSize),
       maxGap: options.maxGap ?? 16 * 1024,
     };
-    this.limit = new ConcurrencyLimit(options.concurrency ?? 8);
+    this.slots = new FetchSlots({
+      limit: options.concurrency ?? 8,
+      backgroundLimit: options.backgroundConcurrency,
+    });
+    this.rate = new ByteRateLimit(options.backgroundRate ?? 0);
     this.logger = options.logger;
     ({ orders: this.orders, positionOf: this.positionOf } = storedOrders(options.image));
   }
@@ -115,11 +137,15 @@ export class ChunkFetcher {
    * The verified bytes of each chunk, in order. Chunks not pending are fetched (with neighbours,
    * per the plan); callers read chunks the cache has from the cache instead of asking here.
    */
-  fetch(indexes: readonly number[]): Array<Promise<Buffer>> {
+  fetch(indexes: readonly number[], options: FetchRequestOptions = {}): Array<Promise<Buffer>> {
     if (this.lifetime.signal.aborted) throw new ChunkFetchError('the chunk fetcher is closed');
+    const background = options.background === true;
     const fresh = new Map<number, number[]>();
     for (const index of indexes) {
-      if (this.pending.has(index)) continue;
+      if (this.pending.has(index)) {
+        if (!background) this.promote(index);
+        continue;
+      }
       const blobIndex = this.options.image.chunks[index]!.blobIndex;
       const positions = fresh.get(blobIndex) ?? [];
       positions.push(this.positionOf[index]!);
@@ -133,10 +159,16 @@ export class ChunkFetcher {
         return this.pending.has(index) || cache.has(order.extents[position]!);
       };
       for (const planned of planFetches(order.extents, positions, available, this.plan)) {
-        this.start(blobIndex, planned);
+        this.start(blobIndex, planned, new FetchTicket(background));
       }
     }
     return indexes.map((index) => this.pending.get(index)!);
+  }
+
+  /** A reader waits for a chunk a prefetch request is fetching: that request now counts as a read. */
+  private promote(index: number): void {
+    const ticket = this.ticketOf.get(index);
+    if (ticket?.background) this.slots.promote(ticket);
   }
 
   /** Resolves once every fetch under way has finished and its chunks are committed to the cache. */
@@ -150,15 +182,16 @@ export class ChunkFetcher {
     await this.settled();
   }
 
-  private start(blobIndex: number, planned: PlannedFetch): void {
+  private start(blobIndex: number, planned: PlannedFetch, ticket: FetchTicket): void {
     const order = this.orders[blobIndex]!;
     const waiters = planned.positions.map((position) => {
       const index = order.chunks[position]!;
       const waiter = deferred<Buffer>();
       this.pending.set(index, waiter.promise);
+      this.ticketOf.set(index, ticket);
       return { index, waiter };
     });
-    this.track(this.runFetch(blobIndex, planned, waiters));
+    this.track(this.runFetch(blobIndex, planned, waiters, ticket));
   }
 
   private track(work: Promise<void>): void {
@@ -170,10 +203,11 @@ export class ChunkFetcher {
     blobIndex: number,
     planned: PlannedFetch,
     waiters: Array<{ index: number; waiter: Deferred<Buffer> }>,
+    ticket: FetchTicket,
   ): Promise<void> {
     let stored: Buffer;
     try {
-      stored = await this.readRange(blobIndex, planned);
+      stored = await this.readRange(blobIndex, planned, ticket);
     } catch (err) {
       if (!this.lifetime.signal.aborted) {
         this.stats.fetchFailures++;
@@ -183,6 +217,8 @@ export class ChunkFetcher {
       }
       for (const { index, waiter } of waiters) this.fail(index, waiter, err);
       return;
+    } finally {
+      for (const { index } of waiters) if (this.ticketOf.get(index) === ticket) this.ticketOf.delete(index);
     }
     for (const { index, waiter } of waiters) {
       this.deliver(blobIndex, index, waiter, stored, planned.offset);
@@ -191,14 +227,17 @@ export class ChunkFetcher {
     }
   }
 
-  private async readRange(blobIndex: number, planned: PlannedFetch): Promise<Buffer> {
+  private async readRange(blobIndex: number, planned: PlannedFetch, ticket: FetchTicket): Promise<Buffer> {
     const blob = this.options.image.blobs[blobIndex]!;
     await prepareCompressor(blob.compressor);
-    const stored = await this.limit.run(() => {
+    if (ticket.background) await this.takeRate(planned.length, ticket);
+    const stored = await this.slots.run(ticket, () => {
       this.lifetime.signal.throwIfAborted();
       this.stats.requests++;
+      if (ticket.background) this.stats.backgroundRequests++;
       return this.options.backend.readRange(blob, planned.offset, planned.length, this.lifetime.signal);
     });
+    if (ticket.background) this.stats.backgroundBytes += stored.length;
     if (stored.length !== planned.length) {
       throw new ChunkFetchError(
         `${this.options.backend.name}: asked ${planned.length} bytes at ${planned.offset} of blob ${blob.digest}, got ${stored.length}`,
@@ -206,6 +245,15 @@ export class ChunkFetcher {
     }
     this.stats.bytes += stored.length;
     return stored;
+  }
+
+  /** Waits for the prefetch rate limit; a promoted request (a reader waits for it) stops waiting. */
+  private async takeRate(bytes: number, ticket: FetchTicket): Promise<void> {
+    try {
+      await this.rate.take(bytes, AbortSignal.any([this.lifetime.signal, ticket.promoted]));
+    } catch (err) {
+      if (!ticket.promoted.aborted) throw err;
+    }
   }
 
   private deliver(

@@ -18,7 +18,7 @@ export class ChunkReader {
   readonly stats: ChunkReadStats = { cacheHits: 0, cacheMisses: 0 };
 
   constructor(
-    private readonly image: ImageBootstrap,
+    readonly image: ImageBootstrap,
     private readonly caches: readonly BlobCache[],
     private readonly fetcher: ChunkFetcher,
   ) {}

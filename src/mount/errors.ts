@@ -38,3 +38,15 @@ export class ImageMountError extends Error {
     super(message, options);
   }
 }
+
+/** The kernel mode could not make every blob's cache complete. */
+export class CacheFillError extends Error {
+  override readonly name = 'CacheFillError';
+  readonly code = 'ECACHEFILL';
+}
+
+/** losetup / mount -t erofs / umount failed. */
+export class KernelMountError extends Error {
+  override readonly name = 'KernelMountError';
+  readonly code = 'EKERNELMOUNT';
+}

@@ -27,6 +27,12 @@ export interface FileContent {
   read(pieces: readonly ReadPiece[], signal: AbortSignal): Promise<Buffer>;
 }
 
+/** Sees what readers do: the access trace (first open/read of a file) and read latency metrics. */
+export interface FilesystemObserver {
+  accessed(node: FileNode): void;
+  readDone(seconds: number, bytes: number, ok: boolean): void;
+}
+
 const BLOCK = 4096;
 const NAME_MAX = 255;
 
@@ -40,6 +46,7 @@ export class ImageFilesystem implements ReadOnlyFilesystem {
     decoded: DecodedBootstrap,
     private readonly content: FileContent,
     private readonly logger: Logger,
+    private readonly observer?: FilesystemObserver,
   ) {
     this.inodes = new InodeTable(decoded);
     this.chunkSize = decoded.image.chunkSize;
@@ -69,6 +76,7 @@ export class ImageFilesystem implements ReadOnlyFilesystem {
   async open(ino: InodeNumber): Promise<OpenResult> {
     const node = this.node(ino);
     if (node.kind === 'directory') throw new FuseError('EISDIR');
+    if (node.kind === 'file') this.observer?.accessed(node);
     return { keepCache: true };
   }
 
@@ -81,6 +89,26 @@ export class ImageFilesystem implements ReadOnlyFilesystem {
   ): Promise<Buffer> {
     const file = this.file(ino);
     const pieces = planFileRead(file, this.chunkSize, offset, size);
+    if (this.observer === undefined) return this.readPieces(ino, offset, size, pieces, ctx);
+    this.observer.accessed(file);
+    const started = performance.now();
+    try {
+      const data = await this.readPieces(ino, offset, size, pieces, ctx);
+      this.observer.readDone((performance.now() - started) / 1000, data.length, true);
+      return data;
+    } catch (err) {
+      this.observer.readDone((performance.now() - started) / 1000, 0, false);
+      throw err;
+    }
+  }
+
+  private async readPieces(
+    ino: InodeNumber,
+    offset: number,
+    size: number,
+    pieces: readonly ReadPiece[],
+    ctx: RequestContext,
+  ): Promise<Buffer> {
     try {
       return await this.content.read(pieces, ctx.signal);
     } catch (err) {

@@ -6,18 +6,21 @@
 import { type FuseMountOptions, FuseSession } from '../fuse/index.js';
 import type { DecodedBootstrap } from '../image/format/index.js';
 import type { Logger } from '../observability/index.js';
-import { BlobCache } from './blob-cache.js';
+import type { BlobCache } from './blob-cache.js';
+import { closeAll, openCaches } from './blob-cache-set.js';
 import type { ChunkBackend } from './chunk-backend.js';
 import { ChunkFetcher, type ChunkFetcherOptions } from './chunk-fetcher.js';
 import { ChunkReader } from './chunk-reader.js';
-import { ImageFilesystem } from './image-filesystem.js';
+import { type FilesystemObserver, ImageFilesystem } from './image-filesystem.js';
+import type { PrefetchPlan } from './prefetch-plan.js';
+import { Prefetcher } from './prefetcher.js';
 
 /** The tree never changes while mounted: let the kernel cache names and attributes for an hour. */
 const METADATA_TIMEOUT_S = 3600;
 
 export type FetchTuning = Pick<
   ChunkFetcherOptions,
-  'minFetchSize' | 'maxFetchSize' | 'maxGap' | 'concurrency'
+  'minFetchSize' | 'maxFetchSize' | 'maxGap' | 'concurrency' | 'backgroundConcurrency' | 'backgroundRate'
 >;
 
 export interface MountImageOptions {
@@ -29,18 +32,23 @@ export interface MountImageOptions {
   mountpoint: string;
   logger: Logger;
   fetch?: FetchTuning;
+  /** Sees opens and reads (access trace, read metrics). */
+  observer?: FilesystemObserver;
   fuse?: Partial<Omit<FuseMountOptions, 'fsName' | 'logger'>>;
 }
 
 export class MountedImage {
   private closing: Promise<void> | undefined;
+  private readonly lifetime = new AbortController();
+  private prefetching: Promise<unknown> = Promise.resolve();
 
   private constructor(
     readonly session: FuseSession,
     readonly fetcher: ChunkFetcher,
     readonly reader: ChunkReader,
-    private readonly caches: readonly BlobCache[],
+    readonly caches: readonly BlobCache[],
     private readonly backend: ChunkBackend,
+    private readonly logger: Logger,
   ) {}
 
   static async mount(options: MountImageOptions): Promise<MountedImage> {
@@ -54,7 +62,7 @@ export class MountedImage {
       ...options.fetch,
     });
     const reader = new ChunkReader(image, caches, fetcher);
-    const fs = new ImageFilesystem(options.decoded, reader, options.logger);
+    const fs = new ImageFilesystem(options.decoded, reader, options.logger, options.observer);
     try {
       const session = await FuseSession.mount(options.mountpoint, fs, {
         entryTimeout: METADATA_TIMEOUT_S,
@@ -64,7 +72,7 @@ export class MountedImage {
         fsName: options.name.replace(/[\s\0]/g, '_') || 'damselfly',
         logger: options.logger,
       });
-      return new MountedImage(session, fetcher, reader, caches, options.backend);
+      return new MountedImage(session, fetcher, reader, caches, options.backend, options.logger);
     } catch (err) {
       await fetcher.close();
       await closeAll(caches);
@@ -77,33 +85,35 @@ export class MountedImage {
     return this.session.closed;
   }
 
+  /**
+   * Fetches `plan` in the background (yielding to reads, at the fetcher's background rate) until it
+   * is done or the image is closed. Returns the running Prefetcher (for its progress).
+   */
+  startPrefetch(plan: PrefetchPlan): Prefetcher {
+    const prefetcher = new Prefetcher({
+      image: this.reader.image,
+      caches: this.caches,
+      fetcher: this.fetcher,
+      logger: this.logger,
+    });
+    const run = prefetcher.run(plan, this.lifetime.signal).then((progress) => {
+      this.logger.info({ ...progress }, 'prefetch finished');
+    });
+    this.prefetching = Promise.all([this.prefetching, run]);
+    return prefetcher;
+  }
+
   /** Unmounts (if still mounted), then lets cache commits finish and closes every file. Idempotent. */
   close(): Promise<void> {
     this.closing ??= (async () => {
+      this.lifetime.abort(new Error('unmounting'));
       await this.session.unmount();
+      // The fetcher first: closing it ends rate-limit waits, so the prefetch winds down at once.
       await this.fetcher.close();
+      await this.prefetching;
       await closeAll(this.caches);
       await this.backend.close?.();
     })();
     return this.closing;
   }
-}
-
-/** One cache per blob index; a digest listed twice shares one cache. */
-async function openCaches(cacheDir: string, blobs: DecodedBootstrap['image']['blobs']): Promise<BlobCache[]> {
-  const byDigest = new Map<string, Promise<BlobCache>>();
-  for (const blob of blobs) {
-    if (!byDigest.has(blob.digest)) byDigest.set(blob.digest, BlobCache.open(cacheDir, blob));
-  }
-  const opened = await Promise.allSettled(byDigest.values());
-  const failure = opened.find((result) => result.status === 'rejected');
-  if (failure) {
-    await closeAll(opened.flatMap((result) => (result.status === 'fulfilled' ? [result.value] : [])));
-    throw failure.reason;
-  }
-  return Promise.all(blobs.map((blob) => byDigest.get(blob.digest)!));
-}
-
-async function closeAll(caches: readonly BlobCache[]): Promise<void> {
-  await Promise.allSettled([...new Set(caches)].map((cache) => cache.close()));
 }

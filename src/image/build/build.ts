@@ -6,6 +6,8 @@
 import { randomBytes } from 'node:crypto';
 import { mkdir, open, readFile, realpath, rename, rmdir, stat, unlink } from 'node:fs/promises';
 import { dirname, isAbsolute, join, relative, resolve } from 'node:path';
+// The list module only (not convert's index): convert builds on build, not the other way round.
+import { checkPrefetchPaths } from '../convert/prefetch-list.js';
 import {
   type Compressor,
   DEFAULT_CHUNK_SIZE,
@@ -28,6 +30,8 @@ export interface BuildImageOptions {
   compressor?: Compressor;
   /** Path of a bootstrap whose chunks (and so blobs) the new image may reference instead of storing. */
   chunkDict?: string;
+  /** Absolute paths for the bootstrap's prefetch table (`--prefetch-files`); each must be in the tree. */
+  prefetch?: readonly string[];
   signal?: AbortSignal;
   onProgress?: (progress: WalkProgress) => void;
 }
@@ -112,8 +116,10 @@ export async function buildImage(
     });
     await builder.finish();
     if (builder.blobFile?.created) created.file(builder.blobFile.path);
+    const prefetch = [...(options.prefetch ?? [])];
+    checkPrefetchPaths(walk.root, prefetch);
     const tables = dictionary.compact([walk.root]);
-    const image: ImageBootstrap = { root: walk.root, chunkSize, ...tables, prefetch: [] };
+    const image: ImageBootstrap = { root: walk.root, chunkSize, ...tables, prefetch };
     const bootstrap = join(out, 'bootstrap');
     const bootstrapBytes = await writeDurably(bootstrap, encodeBootstrap(image), created);
     const dictBlobs = new Set(tables.dictBlobIndexes);

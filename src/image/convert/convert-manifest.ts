@@ -27,6 +27,7 @@ import {
   packBootstrapLayer,
 } from '../manifest/index.js';
 import type { ImageReference, RegistryClient, ResolvedImage } from '../oci/index.js';
+import { checkPrefetchPaths } from './prefetch-list.js';
 
 export class ConvertError extends Error {
   readonly code = 'ECONVERT';
@@ -76,6 +77,8 @@ export interface ConvertManifestOptions {
   chunkSize: number;
   compressor: Compressor;
   chunkDict?: ChunkDictImage;
+  /** Absolute paths for the bootstrap's prefetch table; each must be in the merged tree. */
+  prefetch?: readonly string[];
   signal?: AbortSignal;
   /** Compressed bytes of source layers read so far, in this manifest. */
   onLayerBytes?: (bytes: number) => void;
@@ -117,9 +120,11 @@ export async function convertManifest(options: ConvertManifestOptions): Promise<
     }
   }
   const root = mergeLayers(layerTrees);
+  const prefetch = [...(options.prefetch ?? [])];
+  checkPrefetchPaths(root, prefetch);
   const figures = dictionary.figures;
   const { blobs: blobTable, chunks } = dictionary.compact([root]);
-  const image: ImageBootstrap = { root, chunkSize, blobs: blobTable, chunks, prefetch: [] };
+  const image: ImageBootstrap = { root, chunkSize, blobs: blobTable, chunks, prefetch };
   const bootstrap = encodeBootstrap(image);
   decodeBootstrap(bootstrap); // a converter bug must fail here, not on a thousand nodes
   const bootstrapLayer = await packBootstrapLayer(bootstrap);

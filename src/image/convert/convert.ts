@@ -40,6 +40,8 @@ export interface ConvertOptions {
   compressor: Compressor;
   /** Reference of an earlier converted image whose chunks may be reused. */
   chunkDict?: string;
+  /** Absolute paths to list in every converted bootstrap's prefetch table (`--prefetch-files`). */
+  prefetch?: readonly string[];
   /** `os/arch[/variant]` to convert only that platform of an index; default every platform. */
   platform?: string;
   /** Where blobs are built before the push (a fresh temp dir inside it, removed afterwards). */
@@ -95,6 +97,7 @@ export async function convertImage(options: ConvertOptions): Promise<ConvertResu
         chunkSize: options.chunkSize,
         compressor: options.compressor,
         chunkDict,
+        prefetch: options.prefetch,
         signal: options.signal,
         onLayerBytes: (bytes) =>
           options.onProgress?.({ phase: 'convert', done: inputBase + bytes, total: totalInput }),

@@ -18,7 +18,7 @@ import { setTimeout as delay } from 'node:timers/promises';
 import { promisify } from 'node:util';
 import { pino } from 'pino';
 import { type FuseMountOptions, FuseSession, unmountStale } from '../../src/fuse/index.js';
-import { parseMountinfo } from '../../src/fuse/kernel-mount.js';
+import { abortConnection, parseMountinfo } from '../../src/fuse/kernel-mount.js';
 import { MemoryFilesystem, MTIME, patternBytes } from '../helpers/fuse-memory-fs.js';
 
 const run = promisify(execFile);
@@ -428,6 +428,17 @@ describe('fuse: ways a session ends', { skip, timeout: 120_000 }, () => {
     assert.equal(result.code, 0, result.stderr);
     await Promise.race([session.closed, delay(10_000).then(() => assert.fail('closed did not resolve'))]);
     assert.equal(await fuseMountAt(mnt), undefined);
+  });
+
+  it('a connection aborted by the kernel (fusectl) ends the session and the dead mount is detached', async () => {
+    const mnt = await newMountpoint('aborted');
+    const session = await mount(mnt, smallTree());
+    await stat(join(mnt, 'file'));
+    // What an administrator does with `echo 1 > /sys/fs/fuse/connections/<dev>/abort`.
+    assert.equal(await abortConnection(session.device!), true);
+    await Promise.race([session.closed, delay(10_000).then(() => assert.fail('closed did not resolve'))]);
+    await until(() => !isMountedSync(mnt), 'the dead mount to be detached');
+    assert.ok((await stat(mnt)).isDirectory());
   });
 
   it('unmount() of a busy mount detaches it lazily and aborts the connection after a grace period', async () => {

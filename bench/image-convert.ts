@@ -24,8 +24,8 @@
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { cpus, loadavg, release, tmpdir, totalmem } from 'node:os';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { cpus, loadavg, release, totalmem } from 'node:os';
 import { join, resolve } from 'node:path';
 import { Readable } from 'node:stream';
 import { parseArgs } from 'node:util';
@@ -74,6 +74,8 @@ const { values: args } = parseArgs({
     'quiet-wait': { type: 'string', default: '30' },
     commit: { type: 'string' },
     'update-doc': { type: 'boolean', default: false },
+    /** Only render the markdown (and with --update-doc the doc block) from an earlier results JSON. */
+    render: { type: 'string' },
     help: { type: 'boolean', short: 'h', default: false },
   },
 });
@@ -83,6 +85,7 @@ if (args.help) {
       '  [--chunk-sizes 1MiB,64KiB,4KiB] [--cache /var/tmp/damselfly-bench] [--rebuild]\n' +
       '  [--mirror http://deb.debian.org/debian] [--out bench/results] [--cpu-prof] [--update-doc]\n' +
       '  [--quiet-pct 25] [--quiet-wait 30] [--commit LABEL]\n' +
+      '  or: --render RESULTS.json [--update-doc]\n' +
       'See docs/benchmarks.md ("Image conversion") for what each option does.\n',
   );
   process.exit(0);
@@ -551,6 +554,7 @@ interface Results {
   finishedAt: string;
   durationS: number;
   command: string;
+  rounds: number;
   git: string;
   cli: string;
   machine: Record<string, string | number>;
@@ -562,10 +566,14 @@ interface Results {
     images: Array<Omit<SourceImage, 'layers'> & { layers: string[] }>;
   };
   baselines: Record<string, Baseline[]>;
+  /** `damselfly image convert --help`: Node start-up and module loading, median. */
+  cliStartupS: number;
   throughput: ThroughputRow[];
   dedup: ImageDedupRow[];
   inspectExample: string;
   profile: ThreadProfile[] | null;
+  /** Where the .cpuprofile files were kept (open them in Chrome DevTools). */
+  profileDir: string | null;
 }
 
 function machineInfo(): Record<string, string | number> {
@@ -607,12 +615,11 @@ function findRegistryPid(registry: TestRegistry): number | undefined {
 // ---------------------------------------------------------------------------------------------------
 // Markdown
 
+/** A GitHub table; a `|` inside a cell (even in code) must be escaped. */
 function table(header: string[], rows: Array<Array<string | number>>): string[] {
-  return [
-    `| ${header.join(' | ')} |`,
-    `|${header.map(() => '---').join('|')}|`,
-    ...rows.map((r) => `| ${r.join(' | ')} |`),
-  ];
+  const line = (cells: Array<string | number>) =>
+    `| ${cells.map((c) => String(c).replaceAll('|', '\\|')).join(' | ')} |`;
+  return [line(header), `|${header.map(() => '---').join('|')}|`, ...rows.map(line)];
 }
 
 function pct(part: number, whole: number): string {
@@ -648,7 +655,7 @@ function markdown(r: Results): string {
     );
 
   lines.push(
-    `**Convert throughput** (1 MiB chunks; median of ${rounds} runs, each into a fresh repository; wall time of ` +
+    `**Convert throughput** (1 MiB chunks; median of ${r.rounds} runs, each into a fresh repository; wall time of ` +
       'the whole CLI process: pull from the registry, convert, verify, push). convert / push = process start → ' +
       'first write to the target repository / from there → manifest written, from the registry log.',
     '',
@@ -687,7 +694,11 @@ function markdown(r: Results): string {
     ),
     '',
   );
-  lines.push('Baselines (same layers, same run, median):', '');
+  lines.push(
+    `Baselines (same layers, same run, median). Every CLI run also pays ${r.cliStartupS} s of Node start-up ` +
+      'and module loading (`damselfly image convert --help`).',
+    '',
+  );
   lines.push(
     ...table(
       ['image', 'baseline', 'wall s', 'tar MB/s'],
@@ -718,9 +729,9 @@ function markdown(r: Results): string {
   );
 
   lines.push(
-    '**Dedup and chunk size** (zstd). "blobs MB" = sum of the converted image\'s blob sizes (a full pull of ' +
-      'its data); "new in registry" = bytes of blobs (or OCI layers) the previous image of the pair did not ' +
-      'already have — what an update pushes and what a node holding the previous version still lacks.',
+    '**Each image alone** (zstd, no chunk dict). "blobs MB" = sum of the converted image\'s blob sizes, what ' +
+      'the registry stores and a full pull fetches; "in-image dedup" = file data stored once although it occurs ' +
+      'more than once; bootstrap = the metadata (EROFS + chunk table), raw and as its gzip layer.',
     '',
   );
   lines.push(
@@ -728,35 +739,67 @@ function markdown(r: Results): string {
       [
         'image',
         'chunk',
-        'chunk dict',
         'OCI gz / tar MB',
         'chunks',
         'blobs MB',
+        'blobs ÷ OCI gz',
+        'in-image dedup MB',
         'bootstrap KB (gz)',
-        'stored anew MB',
-        'reused from dict (of file data)',
-        'dedup in image',
-        'new in registry: OCI / converted MB',
         'convert s',
         'check s',
       ],
-      r.dedup.map((d) => {
-        const f = d.convert.result.dedup;
-        return [
+      r.dedup
+        .filter((d) => d.chunkDict === null)
+        .map((d) => [
           d.image,
           sizeLabel(d.chunkSize),
-          d.chunkDict ?? '–',
           `${mb(d.ociGzBytes)} / ${mb(d.ociTarBytes)}`,
           d.inspect.chunks,
           mb(d.blobBytes),
+          round(d.blobBytes / d.ociGzBytes, 3),
+          mb(d.convert.result.dedup.reusedInImageBytes),
           `${round(d.bootstrap.bootstrapBytes / 1e3, 0)} (${round(d.bootstrap.layerBytes / 1e3, 0)})`,
-          mb(f.storedCompressedBytes),
-          d.chunkDict
-            ? `${mb(f.reusedFromDictBytes)} MB (${pct(f.reusedFromDictBytes, f.referencedBytes)})`
-            : '–',
-          `${mb(f.reusedInImageBytes)} MB`,
-          d.newBlobBytes === null ? '–' : `${mb(d.newOciGzBytes ?? 0)} / ${mb(d.newBlobBytes)}`,
           d.convert.wallS,
+          d.check.wallS,
+        ]),
+    ),
+    '',
+  );
+  lines.push(
+    '**Updates: the second image after the first** (zstd). "new" = bytes of blobs (or OCI layers) the first ' +
+      'image did not already have: what pushing the update adds to the registry and what a node holding the ' +
+      "first image still has to fetch for a full pull. With `--chunk-dict` the image references the dictionary's " +
+      'blobs, so its full-pull size (blobs MB) includes the whole of every dictionary blob it uses.',
+    '',
+  );
+  const pairs = r.dedup.filter((d) => d.chunkDict !== null);
+  lines.push(
+    ...table(
+      [
+        'update',
+        'chunk',
+        'new: OCI layers MB',
+        'new: converted alone MB',
+        'new: with `--chunk-dict` MB',
+        'reused from dict MB (of file data)',
+        'blobs MB with dict (alone)',
+        'convert s with dict (alone)',
+        'check s',
+      ],
+      pairs.map((d) => {
+        const alone = r.dedup.find(
+          (a) => a.chunkDict === null && a.image === d.image && a.chunkSize === d.chunkSize,
+        );
+        const f = d.convert.result.dedup;
+        return [
+          `${d.chunkDict} → ${d.image}`,
+          sizeLabel(d.chunkSize),
+          mb(d.newOciGzBytes ?? 0),
+          alone?.newBlobBytes === null || !alone ? '–' : mb(alone.newBlobBytes),
+          mb(d.newBlobBytes ?? 0),
+          `${mb(f.reusedFromDictBytes)} (${pct(f.reusedFromDictBytes, f.referencedBytes)})`,
+          `${mb(d.blobBytes)} (${alone ? mb(alone.blobBytes) : '–'})`,
+          `${d.convert.wallS} (${alone?.convert.wallS ?? '–'})`,
           d.check.wallS,
         ];
       }),
@@ -765,16 +808,13 @@ function markdown(r: Results): string {
   );
   if (r.profile) {
     lines.push(
-      '**CPU profile** of one `convert` of debian:bookworm (zstd, 1 MiB; `node --cpu-prof`), self time:',
+      '**CPU profile** of one `convert` of debian:bookworm (zstd, 1 MiB; `node --cpu-prof`, one profile per ' +
+        'thread; thread 0 is the main thread), self time by function:',
       '',
     );
-    for (const t of r.profile.slice(0, 3)) {
-      lines.push(
-        `- thread ${t.thread} (${t.busyMs} ms busy of ${t.wallMs} ms): ${t.top
-          .slice(0, 8)
-          .map((e) => `${e.name} ${e.pct} %`)
-          .join('; ')}`,
-      );
+    for (const t of r.profile.filter((p) => p.busyMs >= 50)) {
+      const top = t.top.slice(0, 6).map((e) => `${e.name} ${e.pct} %`);
+      lines.push(`- thread ${t.thread}, ${t.busyMs} ms busy of ${t.wallMs} ms: ${top.join('; ')}`);
     }
     lines.push('');
   }
@@ -864,6 +904,14 @@ async function main(): Promise<void> {
     ];
   }
 
+  // What every CLI run pays before any work: Node start-up and loading the CLI's modules.
+  const startups: number[] = [];
+  for (let i = 0; i < rounds; i++) {
+    await waitQuiet('CLI start-up');
+    startups.push((await cli(['image', 'convert', '--help'])).wallS);
+  }
+  const cliStartupS = median(startups);
+
   // 1. Throughput, rounds interleaved across compressors so that a disturbance spreads.
   const throughput: ThroughputRow[] = [];
   for (const s of throughputImages) {
@@ -898,9 +946,13 @@ async function main(): Promise<void> {
     }
   }
 
+  // The example for docs/image.md: debian:bookworm as a user would name the converted image.
+  const exampleRef = `${registry.host}/debian:bookworm-df`;
+  await cli(['image', 'convert', source('debian:bookworm').ref, exampleRef, '--plain-http', '--no-progress']);
+  const inspectExample = (await cli(['image', 'inspect', exampleRef, '--plain-http'])).stdout;
+
   // 2. Dedup against the chunk size.
   const dedup: ImageDedupRow[] = [];
-  let inspectExample = '';
   for (const cs of chunkSizes) {
     const tag = sizeLabel(cs).replace(' ', '').toLowerCase();
     const converted = new Map<string, ImageDedupRow>();
@@ -948,16 +1000,16 @@ async function main(): Promise<void> {
       };
       converted.set(label, row);
       dedup.push(row);
-      if (cs === MiB && label === 'bookworm')
-        inspectExample = (await cli(['image', 'inspect', run.target, '--plain-http'])).stdout;
     }
   }
 
   // 3. Where a convert's CPU goes.
   let profile: ThreadProfile[] | null = null;
+  let profileDir: string | null = null;
   if (args['cpu-prof']) {
-    const dir = await mkdtemp(join(tmpdir(), 'damselfly-convert-prof-'));
-    cleanups.push(() => rm(dir, { recursive: true, force: true }));
+    const dir = join(cacheDir, 'profiles', started.toISOString().slice(0, 16).replace(':', ''));
+    await mkdir(dir, { recursive: true });
+    profileDir = dir;
     await convert(registry, source('debian:bookworm'), 'prof-bookworm', {
       compressor: 'zstd',
       chunkSize: MiB,
@@ -978,6 +1030,7 @@ async function main(): Promise<void> {
     ]
       .filter(Boolean)
       .join(' '),
+    rounds,
     git: commit,
     cli: cliPath,
     machine: machineInfo(),
@@ -992,10 +1045,12 @@ async function main(): Promise<void> {
       images: sources.map((s) => ({ ...s, layers: s.layers.map((l) => l.name) })),
     },
     baselines,
+    cliStartupS,
     throughput,
     dedup,
     inspectExample,
     profile,
+    profileDir,
   };
   await mkdir(outDir, { recursive: true });
   const stamp = started.toISOString().slice(0, 16).replace(':', '');
@@ -1008,8 +1063,17 @@ async function main(): Promise<void> {
   process.stdout.write(`${md}\n`);
 }
 
+async function render(path: string): Promise<void> {
+  const results = JSON.parse(await readFile(path, 'utf8')) as Results;
+  const md = markdown(results);
+  await writeFile(path.replace(/\.json$/, '.md'), `${md}\n`);
+  if (args['update-doc']) await updateDoc(md);
+  process.stdout.write(`${md}\n`);
+}
+
 try {
-  await main();
+  if (args.render) await render(resolve(args.render));
+  else await main();
 } catch (err) {
   if (!interrupted) log(`failed: ${(err as Error).stack ?? err}`);
   process.exitCode = 1;

@@ -3,9 +3,10 @@ import { convertImage, readPrefetchList } from '../image/convert/index.js';
 import type { Compressor } from '../image/format/index.js';
 import { chunkSizeOption, compressorOption } from './image-options.js';
 import { ByteProgress, humanBytes } from './progress.js';
+import { registryClient, withRegistryOptions } from './registry-options.js';
 
 export function imageConvertCommand(): Command {
-  return new Command('convert')
+  return withRegistryOptions(new Command('convert'), ['--src-creds', '--dest-creds'])
     .summary('convert an OCI image in a registry into a Damselfly image')
     .description(
       'Pulls SRC_REF (every platform of an index unless --platform picks one), turns each layer into one ' +
@@ -15,7 +16,6 @@ export function imageConvertCommand(): Command {
     )
     .argument('<src_ref>', 'source image, e.g. localhost:5000/app:1.0')
     .argument('<dst_ref>', 'target image (a tag), e.g. localhost:5000/app:1.0-damselfly')
-    .option('--plain-http', 'talk HTTP, not HTTPS, to the registries (local registries)')
     .addOption(chunkSizeOption())
     .addOption(compressorOption())
     .option(
@@ -38,7 +38,13 @@ export function imageConvertCommand(): Command {
       const result = await convertImage({
         source: src,
         target: dst,
-        plainHttp: opts.plainHttp,
+        client: registryClient(opts.plainHttp, [
+          { flag: '--src-creds', ref: src, value: opts.srcCreds },
+          { flag: '--dest-creds', ref: dst, value: opts.destCreds },
+          ...(opts.chunkDict
+            ? [{ flag: '--src-creds', ref: opts.chunkDict as string, value: opts.srcCreds }]
+            : []),
+        ]),
         chunkSize: opts.chunkSize,
         compressor: opts.compressor as Compressor,
         chunkDict: opts.chunkDict,

@@ -1,23 +1,33 @@
+import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { Command } from 'commander';
 import { type ImageSummary, listFiles, summarizeImage } from '../image/inspect/index.js';
 import { decodeSourceBootstrap, openImageSource } from '../image/source/index.js';
 import { checkImage, kernelMountCommands, unpackImage } from '../image/verify/index.js';
 import { ByteProgress, humanBytes } from './progress.js';
+import { registryClient, withRegistryOptions } from './registry-options.js';
 import { UserError } from './run.js';
+
+/** SRC as a build directory or, with the registry flags, a reference. */
+function openSource(src: string, opts: { plainHttp?: boolean; creds?: string; platform?: string }) {
+  const looksLikeRef = !existsSync(src);
+  const client = looksLikeRef
+    ? registryClient(opts.plainHttp, [{ flag: '--creds', ref: src, value: opts.creds }])
+    : undefined;
+  return openImageSource(src, { platform: opts.platform, ...(client ? { client } : {}) });
+}
 
 const SRC_HELP = 'an `image build` output directory, or an image reference in a registry';
 
 export function imageInspectCommand(): Command {
-  return new Command('inspect')
+  return withRegistryOptions(new Command('inspect'))
     .summary('show what an image holds: files, chunks, blobs, dedup')
     .argument('<src>', SRC_HELP)
-    .option('--plain-http', 'talk HTTP, not HTTPS, to the registry')
     .option('--platform <os/arch[/variant]>', 'which platform of a multi-platform image')
     .option('--files', 'also list every path (with each file’s chunks in --json)')
     .option('--json', 'print JSON')
     .action(async (src: string, opts) => {
-      const source = await openImageSource(src, { plainHttp: opts.plainHttp, platform: opts.platform });
+      const source = await openSource(src, opts);
       const { image } = decodeSourceBootstrap(source);
       const summary = summarizeImage(image);
       const files = opts.files ? listFiles(image) : undefined;
@@ -59,18 +69,17 @@ function formatSummary(name: string, s: ImageSummary): string {
 }
 
 export function imageCheckCommand(): Command {
-  return new Command('check')
+  return withRegistryOptions(new Command('check'))
     .summary('verify an image: structure and the digest of every chunk')
     .description(
       'Decodes the bootstrap, checks its structure, then reads every blob and checks every chunk against its ' +
         'digest. Prints each fault found and exits 1 if there is any.',
     )
     .argument('<src>', SRC_HELP)
-    .option('--plain-http', 'talk HTTP, not HTTPS, to the registry')
     .option('--platform <os/arch[/variant]>', 'which platform of a multi-platform image')
     .option('--no-progress', 'do not show the progress bar')
     .action(async (src: string, opts) => {
-      const source = await openImageSource(src, { plainHttp: opts.plainHttp, platform: opts.platform });
+      const source = await openSource(src, opts);
       const bar = ByteProgress.forTerminal(opts.progress);
       const report = await checkImage(source, {
         onProgress: (done, total) => bar?.show('check', done, total),
@@ -86,7 +95,7 @@ export function imageCheckCommand(): Command {
 }
 
 export function imageUnpackCommand(): Command {
-  return new Command('unpack')
+  return withRegistryOptions(new Command('unpack'))
     .summary('write the bootstrap and uncompressed blobs so the kernel can mount the image')
     .description(
       'Writes OUT/bootstrap and OUT/blobs/<hex>.data (each blob in the uncompressed, 4 KiB-aligned layout the ' +
@@ -94,11 +103,10 @@ export function imageUnpackCommand(): Command {
     )
     .argument('<src>', SRC_HELP)
     .requiredOption('-o, --output <dir>', 'output directory')
-    .option('--plain-http', 'talk HTTP, not HTTPS, to the registry')
     .option('--platform <os/arch[/variant]>', 'which platform of a multi-platform image')
     .option('--no-progress', 'do not show the progress bar')
     .action(async (src: string, opts) => {
-      const source = await openImageSource(src, { plainHttp: opts.plainHttp, platform: opts.platform });
+      const source = await openSource(src, opts);
       const bar = ByteProgress.forTerminal(opts.progress);
       const result = await unpackImage(source, resolve(opts.output), {
         onProgress: (done, total) => bar?.show('unpack', done, total),

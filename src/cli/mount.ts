@@ -1,10 +1,9 @@
 import { stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { Command, Option } from 'commander';
-import { defaultDataDir } from '../config/index.js';
-import { parseSize } from '../config/units.js';
+import { defaultDataDir, parseSize } from '../config/index.js';
 import type { DecodedBootstrap } from '../image/format/index.js';
-import { parseReference, RegistryClient } from '../image/oci/index.js';
+import { parseReference, type RegistryClient } from '../image/oci/index.js';
 import { decodeSourceBootstrap, type ImageSource, openImageSource } from '../image/source/index.js';
 import {
   AccessTrace,
@@ -27,6 +26,7 @@ import {
 } from '../mount/index.js';
 import { createLogger, type Logger } from '../observability/index.js';
 import { ByteProgress } from './progress.js';
+import { registryClient, withRegistryOptions } from './registry-options.js';
 import { closeAndExit, intOption, UserError, waitForShutdownSignal } from './run.js';
 
 export function defaultCacheDir(): string {
@@ -34,7 +34,7 @@ export function defaultCacheDir(): string {
 }
 
 export function mountCommand(): Command {
-  return new Command('mount')
+  return withRegistryOptions(new Command('mount'))
     .summary('mount an accelerated image; file bytes are fetched on demand (FUSE) or by the kernel (EROFS)')
     .description(
       'Reads the bootstrap of SRC (an `image build` output directory or an image reference) and serves its ' +
@@ -61,7 +61,6 @@ export function mountCommand(): Command {
         .default('auto'),
     )
     .option('--cache-dir <dir>', 'where blob cache files live', defaultCacheDir())
-    .option('--plain-http', 'talk HTTP, not HTTPS, to the registry')
     .option('--platform <os/arch[/variant]>', 'which platform of a multi-platform image')
     .option('--fetch-size <size>', 'small reads fetch at least this much of the neighbouring chunks', '1MiB')
     .option(
@@ -91,7 +90,10 @@ export function mountCommand(): Command {
         throw new UserError(`${src} is not a directory (expected an \`image build\` output directory)`);
       }
       const backendName: string = opts.backend ?? (local ? 'local' : 'registry');
-      const client = new RegistryClient({ plainHttp: opts.plainHttp, logger });
+      const credentials = local
+        ? []
+        : [{ flag: '--creds', ref: src, value: opts.creds as string | undefined }];
+      const client = registryClient(opts.plainHttp, credentials, logger);
       const backend = chooseBackend(backendName, src, local, client);
       const source = await openSource(src, { plainHttp: opts.plainHttp, platform: opts.platform, client });
       const decoded = decodeSourceBootstrap(source);

@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import type { ImageSummary } from '../../src/image/inspect/index.js';
-import { parseReference, RegistryClient } from '../../src/image/oci/index.js';
+import { parseReference, RegistryClient, StaticCredentialStore } from '../../src/image/oci/index.js';
 import { cliPath } from '../helpers/cluster.js';
 import { erofsUnavailable, type MountedErofs, mountErofs } from '../helpers/erofs.js';
 import { applyLayersToDirectory, describeTree } from '../helpers/layer-reference.js';
@@ -28,7 +28,7 @@ import {
   type TestImage,
   whiteout,
 } from '../helpers/oci-image.js';
-import { startRegistry, type TestRegistry } from '../helpers/registry.js';
+import { startRegistry, TEST_USER, type TestRegistry } from '../helpers/registry.js';
 
 const run = promisify(execFile);
 const MiB = 1024 * 1024;
@@ -362,6 +362,52 @@ describe('image convert', async () => {
     await file.close();
     const stderr = await damselflyFails('image', 'check', ref('app', '1.0-df'), '--plain-http');
     assert.match(stderr, /fault: blob sha256:[0-9a-f]{64}: .*(digest|sha256)/i);
+  });
+
+  it('converts and inspects on a registry with basic auth, credentials from flags or DOCKER_CONFIG', {
+    skip,
+  }, async () => {
+    const secured = await startRegistry({ auth: 'basic' });
+    const authed = new RegistryClient({
+      plainHttp: true,
+      credentials: new StaticCredentialStore({ [secured.host]: TEST_USER }),
+    });
+    try {
+      const src = `${secured.host}/private:1`;
+      const dst = `${secured.host}/private:1-df`;
+      await pushImage(
+        authed,
+        src,
+        await buildImage({ layers: [[{ path: 'secret', content: 'classified' }]] }),
+      );
+      const creds = `${TEST_USER.username}:${TEST_USER.password}`;
+      const denied = await damselflyFails('image', 'convert', src, dst, '--no-progress');
+      assert.match(denied, /unauthori[sz]ed|401|credentials/i);
+      assert.doesNotMatch(denied, /\n\s+at /);
+      await damselfly(
+        'image',
+        'convert',
+        src,
+        dst,
+        '--no-progress',
+        '--src-creds',
+        creds,
+        '--dest-creds',
+        creds,
+      );
+      await damselfly('image', 'check', dst, '--creds', creds);
+      const config = join(work, 'docker-config');
+      await mkdir(config, { recursive: true });
+      const auth = Buffer.from(creds).toString('base64');
+      await writeFile(join(config, 'config.json'), JSON.stringify({ auths: { [secured.host]: { auth } } }));
+      const { stdout } = await run(process.execPath, [cliPath, 'image', 'inspect', dst, '--files'], {
+        env: { ...process.env, DOCKER_CONFIG: config },
+      });
+      assert.match(stdout, /\/secret 10/);
+    } finally {
+      await authed.close();
+      await secured.stop();
+    }
   });
 
   it('a layer with an unsafe path fails the conversion and tags nothing', { skip }, async () => {

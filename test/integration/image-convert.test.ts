@@ -16,7 +16,7 @@ import { promisify } from 'node:util';
 import type { ImageSummary } from '../../src/image/inspect/index.js';
 import { parseReference, RegistryClient, StaticCredentialStore } from '../../src/image/oci/index.js';
 import { cliPath } from '../helpers/cluster.js';
-import { erofsUnavailable, type MountedErofs, mountErofs } from '../helpers/erofs.js';
+import { erofsUnavailable, fsckErofs, type MountedErofs, mountErofs } from '../helpers/erofs.js';
 import { applyLayersToDirectory, describeTree } from '../helpers/layer-reference.js';
 import {
   buildImage,
@@ -150,6 +150,8 @@ async function unpackAndMount(reference: string, name: string): Promise<string> 
   const summary = await inspect(reference);
   const ordered = summary.blobs.map((b) => join(out, 'blobs', `${b.digest.slice(7)}.data`));
   assert.equal(ordered.length, blobs.length);
+  const fsck = await fsckErofs(bootstrap, ordered);
+  assert.equal(fsck.exitCode, 0, fsck.output);
   const mnt = join(work, `${name}-mnt`);
   await mkdir(mnt, { recursive: true });
   mounts.push(await mountErofs(bootstrap, ordered, mnt));

@@ -169,7 +169,15 @@ async function runFuseMode(context: MountContext): Promise<void> {
     fetch: fetchTuning(opts),
     observer: status.observer(trace.trace, new NodePaths(decoded.image.root)),
   });
-  status.attach({ fetch: mounted.fetcher.stats, read: mounted.reader.stats, trace: trace.trace });
+  status.attach({
+    fetch: mounted.fetcher.stats,
+    read: mounted.reader.stats,
+    trace: trace.trace,
+    fastReads: () => {
+      const stats = mounted.session.stats;
+      return { reads: stats.fastReads ?? 0, bytes: stats.fastBytesRead ?? 0 };
+    },
+  });
   const paths = opts.prefetch ? decoded.image.prefetch : [];
   const plan = planPrefetch(decoded.image, paths, { all: opts.prefetchAll === true });
   if (plan.missingPaths.length > 0)

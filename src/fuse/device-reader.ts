@@ -5,10 +5,16 @@
 import { basename, extname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
+import type { ContentMap, ContentMapMessage } from './content-map.js';
 
 export interface ReaderWorkerData {
   fd: number;
   bufferSize: number;
+  /** Largest READ answered by the thread itself (see device-reader-worker.ts, "fast reads"). */
+  maxRead: number;
+  /** Per thread two float64 counters at `slot`: READs answered by the thread, bytes. */
+  stats: SharedArrayBuffer;
+  slot: number;
 }
 
 /** Posted by a reader thread when it stops: the errno code of the failed read (ENODEV normally). */
@@ -24,12 +30,36 @@ export interface DeviceReaderEvents {
 
 export class DeviceReader {
   private readonly workers: Worker[];
+  private readonly stats: Float64Array;
   private running: number;
   private reason: string | undefined;
 
-  constructor(data: ReaderWorkerData, threads: number, events: DeviceReaderEvents) {
+  constructor(
+    data: Pick<ReaderWorkerData, 'fd' | 'bufferSize' | 'maxRead'>,
+    threads: number,
+    events: DeviceReaderEvents,
+  ) {
     this.running = threads;
-    this.workers = Array.from({ length: threads }, () => this.start(data, events));
+    const stats = new SharedArrayBuffer(threads * 2 * 8);
+    this.stats = new Float64Array(stats);
+    this.workers = Array.from({ length: threads }, (_, slot) => this.start({ ...data, stats, slot }, events));
+  }
+
+  /** Lets every reader thread answer READs of `nodeid` from `content` itself. */
+  publish(nodeid: number, content: ContentMap): void {
+    const message: ContentMapMessage = { map: { nodeid, content } };
+    for (const worker of this.workers) worker.postMessage(message);
+  }
+
+  /** READs the reader threads answered themselves, and their bytes. */
+  get fastReads(): { reads: number; bytes: number } {
+    let reads = 0;
+    let bytes = 0;
+    for (let i = 0; i < this.stats.length; i += 2) {
+      reads += this.stats[i]!;
+      bytes += this.stats[i + 1]!;
+    }
+    return { reads, bytes };
   }
 
   /**

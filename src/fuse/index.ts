@@ -1,6 +1,13 @@
 /**
  * A read-only FUSE server over /dev/fuse in plain Node.js (no native addon). See docs/fuse.md.
  */
+export {
+  appendExtent,
+  type ContentExtent,
+  type ContentFile,
+  type ContentMap,
+  validContentMap,
+} from './content-map.js';
 export { type ErrnoName, FuseError, FuseSessionError, type FuseSessionErrorCode } from './errors.js';
 export { unmountStale } from './kernel-mount.js';
 export type { FuseStats } from './request-dispatcher.js';

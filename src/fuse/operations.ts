@@ -2,9 +2,11 @@
  * The answer to each FUSE opcode: argument decoding, the filesystem call, reply encoding. What a
  * read-only server answers without asking the filesystem (EROFS, ENOSYS) is decided here too.
  */
+
 import { constants } from 'node:fs';
 import type { Logger } from '../observability/index.js';
 import { Opcode, OpenFlag } from './abi.js';
+import { type ContentMap, validContentMap } from './content-map.js';
 import { DirentPacker } from './dirent-packer.js';
 import { errnoNumber, FuseError } from './errors.js';
 import {
@@ -43,6 +45,8 @@ export interface OperationSettings {
   timeouts: CacheTimeouts;
   /** Seconds a failed LOOKUP (ENOENT) is cached by the kernel; 0 = not cached. */
   negativeTimeout: number;
+  /** Hands a node's content map to the reader threads (before the OPEN is answered). */
+  publishContentMap?: (nodeid: number, content: ContentMap) => void;
 }
 
 /** Opcodes that would modify the tree: refused with EROFS whether or not the mount is `ro`. */
@@ -82,6 +86,8 @@ function handle(fh: number | bigint): number {
 
 export class FilesystemOperations {
   private readonly table = new Map<number, Operation>();
+  /** Node ids whose content map went to the reader threads (one map per node id and session). */
+  private readonly mapped = new Set<number>();
 
   constructor(
     private readonly fs: ReadOnlyFilesystem,
@@ -161,6 +167,16 @@ export class FilesystemOperations {
     let openFlags = 0;
     if (opened.keepCache !== false) openFlags |= OpenFlag.KEEP_CACHE;
     if (opened.directIo) openFlags |= OpenFlag.DIRECT_IO;
+    const nodeid = header.nodeid;
+    const publish = this.settings.publishContentMap;
+    if (opened.contentMap && publish && typeof nodeid === 'number' && !this.mapped.has(nodeid)) {
+      if (validContentMap(opened.contentMap)) {
+        this.mapped.add(nodeid);
+        publish(nodeid, opened.contentMap);
+      } else {
+        this.logger.warn({ ino: nodeid }, 'fuse open: invalid content map ignored');
+      }
+    }
     return [encodeOpenOut(opened.fh ?? 0, openFlags)];
   }
 

@@ -53,6 +53,12 @@ export interface FuseStats {
   errors: Record<string, number>;
   /** FUSE_INTERRUPTs received. */
   interrupts: number;
+  /**
+   * READs the reader threads answered themselves from a content map, and their bytes (not part of
+   * `requests.READ` / `bytesRead`, which count what the main thread answered).
+   */
+  fastReads?: number;
+  fastBytesRead?: number;
 }
 
 /** Errors that are ordinary answers, not failures worth counting. */

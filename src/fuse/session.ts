@@ -221,7 +221,11 @@ export class FuseSession {
     this.replies = new ReplyChannel(fd, this.logger);
     const operations = new FilesystemOperations(
       fs,
-      { timeouts: options.timeouts, negativeTimeout: options.negativeTimeout },
+      {
+        timeouts: options.timeouts,
+        negativeTimeout: options.negativeTimeout,
+        publishContentMap: (nodeid, content) => this.reader.publish(nodeid, content),
+      },
       this.logger,
     );
     this.dispatcher = new RequestDispatcher(operations, this.replies, options.limits, this.logger, {
@@ -233,7 +237,8 @@ export class FuseSession {
         this.initWaiter?.reject(new FuseSessionError('EPROTO', reason));
       },
     });
-    this.reader = new DeviceReader({ fd, bufferSize: READ_BUFFER_SIZE }, options.readerThreads, {
+    const maxRead = options.mount.maxRead;
+    this.reader = new DeviceReader({ fd, bufferSize: READ_BUFFER_SIZE, maxRead }, options.readerThreads, {
       request: (message) => this.dispatcher.dispatch(message),
       end: (reason) => this.readersEnded(reason),
     });
@@ -246,7 +251,8 @@ export class FuseSession {
   }
 
   get stats(): Readonly<FuseStats> {
-    return this.dispatcher.stats;
+    const fast = this.reader.fastReads;
+    return { ...this.dispatcher.stats, fastReads: fast.reads, fastBytesRead: fast.bytes };
   }
 
   /** Requests being served right now. */

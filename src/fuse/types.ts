@@ -3,6 +3,7 @@
  * filesystem's own (FUSE "node ids"): u64 values, handed over as `number` when they fit in 2^53 and
  * as `bigint` otherwise, so a `Map` keyed by small numbers keeps working. Node id 1 is the root.
  */
+import type { ContentMap } from './content-map.js';
 
 export type InodeNumber = number | bigint;
 
@@ -63,6 +64,13 @@ export interface OpenResult {
   keepCache?: boolean;
   /** Bypass the page cache: every read() reaches the filesystem with the caller's offset and size. */
   directIo?: boolean;
+  /**
+   * Where the node's whole content already is in local files. The reader threads then answer its
+   * READs themselves (pread + write, no trip through the main thread, `read` is not called). Only
+   * for final content: the map must stay true for this node id for the rest of the session. Taken
+   * once per node id (the first map given); ignored for node ids above 2^53.
+   */
+  contentMap?: ContentMap;
 }
 
 export interface OpenDirResult {

@@ -34,6 +34,8 @@ export class BlobCache {
   private constructor(
     readonly blob: BlobInfo,
     readonly dataPath: string,
+    /** `st_dev`/`st_ino` of the open data file: who opens `dataPath` again checks it is still this file. */
+    readonly dataFile: { dev: number; ino: number },
     private readonly data: FileHandle,
     private readonly bitmap: ChunkBitmap,
   ) {
@@ -44,7 +46,7 @@ export class BlobCache {
     const paths = blobCachePaths(cacheDir, blob);
     try {
       await mkdir(cacheDir, { recursive: true });
-      const { file, created } = await openDataFile(paths.data, blob.uncompressedSize);
+      const { file, created, dev, ino } = await openDataFile(paths.data, blob.uncompressedSize);
       // Bits describing a data file that is gone would name zeros: a new data file gets a new bitmap.
       const bitmap = await ChunkBitmap.open(paths.bitmap, blob.uncompressedSize, created).catch(
         async (err: unknown) => {
@@ -52,7 +54,7 @@ export class BlobCache {
           throw err;
         },
       );
-      return new BlobCache(blob, paths.data, file, bitmap);
+      return new BlobCache(blob, paths.data, { dev, ino }, file, bitmap);
     } catch (err) {
       throw new BlobCacheError(
         `cannot open the cache of blob ${blob.digest} in ${cacheDir}: ${(err as Error).message}`,
@@ -126,7 +128,7 @@ export class BlobCache {
 async function openDataFile(
   path: string,
   layoutSize: number,
-): Promise<{ file: FileHandle; created: boolean }> {
+): Promise<{ file: FileHandle; created: boolean; dev: number; ino: number }> {
   let created = false;
   const file = await open(path, constants.O_RDWR).catch(async (err: NodeJS.ErrnoException) => {
     if (err.code !== 'ENOENT') throw err;
@@ -134,9 +136,10 @@ async function openDataFile(
     return open(path, constants.O_RDWR | constants.O_CREAT, 0o644);
   });
   try {
-    if ((await file.stat()).size !== layoutSize) await file.truncate(layoutSize);
+    const st = await file.stat();
+    if (st.size !== layoutSize) await file.truncate(layoutSize);
     if (created) await syncDirectory(dirname(path));
-    return { file, created };
+    return { file, created, dev: st.dev, ino: st.ino };
   } catch (err) {
     await file.close();
     throw err;

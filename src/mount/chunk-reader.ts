@@ -3,7 +3,9 @@
  * the rest come verified from the ChunkFetcher (all missing chunks of one read in one call, so they
  * are planned together). Bytes are copied straight into the reply buffer.
  */
-import type { ImageBootstrap } from '../image/format/index.js';
+import type { ContentExtent, ContentFile, ContentMap } from '../fuse/index.js';
+import { appendExtent } from '../fuse/index.js';
+import type { FileNode, ImageBootstrap } from '../image/format/index.js';
 import type { BlobCache } from './blob-cache.js';
 import type { ChunkFetcher } from './chunk-fetcher.js';
 import { piecesLength, type ReadPiece } from './read-plan.js';
@@ -43,6 +45,38 @@ export class ChunkReader {
     }
     await Promise.all(work);
     return out;
+  }
+
+  /**
+   * Where every byte of `file` is in the cache files, or undefined while any of its chunks is not
+   * cached yet (or still being committed). Only chunks whose bit is set — verified, durable — are
+   * mapped; cached chunks never change, so the map stays true for the life of the mount.
+   */
+  contentMap(file: Pick<FileNode, 'size' | 'chunks'>): ContentMap | undefined {
+    const chunkSize = this.image.chunkSize;
+    const files: ContentFile[] = [];
+    const fileOfBlob = new Map<number, number>();
+    const extents: ContentExtent[] = [];
+    for (let slot = 0, offset = 0; offset < file.size; slot++, offset += chunkSize) {
+      const length = Math.min(chunkSize, file.size - offset);
+      const index = file.chunks[slot];
+      if (index === undefined) return undefined;
+      if (index === null) {
+        appendExtent(extents, { offset, length });
+        continue;
+      }
+      if (!this.cached(index)) return undefined;
+      const chunk = this.image.chunks[index]!;
+      if (chunk.uncompressedSize < length) return undefined;
+      let fileIndex = fileOfBlob.get(chunk.blobIndex);
+      if (fileIndex === undefined) {
+        const cache = this.caches[chunk.blobIndex]!;
+        fileIndex = files.push({ path: cache.dataPath, ...cache.dataFile }) - 1;
+        fileOfBlob.set(chunk.blobIndex, fileIndex);
+      }
+      appendExtent(extents, { offset, length, file: fileIndex, position: chunk.uncompressedOffset });
+    }
+    return { size: file.size, files, extents };
   }
 
   /** In the cache file and not still being committed (a pending chunk is served from memory). */

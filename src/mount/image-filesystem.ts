@@ -6,6 +6,7 @@
  */
 import type {
   Attr,
+  ContentMap,
   DirectoryEntry,
   Entry,
   InodeNumber,
@@ -25,6 +26,8 @@ import { planFileRead, type ReadPiece } from './read-plan.js';
 /** Where file bytes come from; rejects when a chunk cannot be fetched or fails verification. */
 export interface FileContent {
   read(pieces: readonly ReadPiece[], signal: AbortSignal): Promise<Buffer>;
+  /** Where the whole file is in local files, once all of it is (see ChunkReader.contentMap). */
+  contentMap?(file: FileNode): ContentMap | undefined;
 }
 
 /** Sees what readers do: the access trace (first open/read of a file) and read latency metrics. */
@@ -76,8 +79,11 @@ export class ImageFilesystem implements ReadOnlyFilesystem {
   async open(ino: InodeNumber): Promise<OpenResult> {
     const node = this.node(ino);
     if (node.kind === 'directory') throw new FuseError('EISDIR');
-    if (node.kind === 'file') this.observer?.accessed(node);
-    return { keepCache: true };
+    if (node.kind !== 'file') return { keepCache: true };
+    this.observer?.accessed(node);
+    // A fully cached file is read by the FUSE reader threads straight from the cache file.
+    const contentMap = this.content.contentMap?.(node);
+    return contentMap ? { keepCache: true, contentMap } : { keepCache: true };
   }
 
   async read(

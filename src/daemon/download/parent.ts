@@ -3,6 +3,7 @@ import { Agent, request } from 'undici';
 import { HostType, type Peer } from '../../rpc/index.js';
 import { readExactly, ShortBodyError } from '../../source/index.js';
 import { MAX_PIECE_LENGTH } from '../../task/index.js';
+import { pieceBuffers } from '../buffer-pool.js';
 import type { PieceSyncMessage } from '../upload/server.js';
 
 /** Keep-alive connections to parents' upload servers, shared by all downloads of this daemon. */
@@ -76,7 +77,7 @@ export class Parent {
     if (!this.done) throw new PieceFetchError('parent closed the piece sync stream');
   }
 
-  /** The bytes of one piece; the caller verifies them. */
+  /** The bytes of one piece, in a pooled buffer the caller gives back (pieceBuffers); the caller verifies them. */
   async fetchPiece(taskId: string, number: number, timeoutMs: number, signal: AbortSignal): Promise<Buffer> {
     const res = await request(`${this.baseUrl}/tasks/${taskId}/pieces/${number}`, {
       dispatcher: agent,
@@ -97,9 +98,11 @@ export class Parent {
       res.body.destroy();
       throw new PieceFetchError(`parent sent a bad content-length for piece ${number}`);
     }
+    const into = pieceBuffers.take(length);
     try {
-      return await readExactly(res.body, length);
+      return await readExactly(res.body, length, into);
     } catch (err) {
+      pieceBuffers.give(into);
       if (err instanceof ShortBodyError) throw new PieceFetchError(`piece ${number}: ${err.message}`);
       throw err;
     }

@@ -18,6 +18,7 @@ import {
 } from '../../rpc/index.js';
 import { statSource } from '../../source/index.js';
 import { pieceCount, pieceDigest, pieceLengthFor, pieceRange } from '../../task/index.js';
+import { pieceBuffers } from '../buffer-pool.js';
 import type { DaemonMetrics } from '../metrics.js';
 import type { TokenBucket } from '../rate-limiter.js';
 import type { SchedulerConnection } from '../scheduler-connection.js';
@@ -416,9 +417,10 @@ export class PeerTask extends EventEmitter {
     this.fetches++;
     parent.inFlight++;
     const signal = AbortSignal.any([loopSignal, me.abort.signal]);
+    let data: Buffer | undefined;
     try {
       await this.deps.downloadLimiter.take(range.length, signal);
-      const data = await parent.fetchPiece(this.taskId, number, this.deps.pieceTimeoutMs, signal);
+      data = await parent.fetchPiece(this.taskId, number, this.deps.pieceTimeoutMs, signal);
       const digest = pieceDigest(data);
       const expected = this.digests.get(number);
       if (data.length !== range.length || digest !== expected) {
@@ -467,6 +469,8 @@ export class PeerTask extends EventEmitter {
         this.dropParent(parent, (err as Error).message);
       }
     } finally {
+      // fetchPiece's buffer: verified, written (writePiece has settled) or dropped; nothing holds it now.
+      pieceBuffers.give(data);
       parent.inFlight--;
       this.fetches--;
       running.splice(running.indexOf(me), 1);

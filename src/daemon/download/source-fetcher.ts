@@ -1,5 +1,6 @@
 import { fetchRange, fetchWhole, SourceError } from '../../source/index.js';
 import { type PieceRange, pieceDigest, pieceRange } from '../../task/index.js';
+import { pieceBuffers } from '../buffer-pool.js';
 import type { DaemonMetrics } from '../metrics.js';
 import type { TokenBucket } from '../rate-limiter.js';
 import type { TaskStorage } from '../storage/index.js';
@@ -62,50 +63,82 @@ export class SourceFetcher {
     onLength: (total: number) => void,
   ): Promise<void> {
     const body = await fetchWhole(this.source.url, this.source.headers);
-    let pending: Buffer[] = [];
-    let pendingBytes = 0;
+    // Chunks are copied straight into a pooled piece buffer: no concatenation, no per-piece allocation.
+    // `piece` is null once handed to `flush` (which gives it back): nothing is given back twice.
+    let piece: Buffer | null = pieceBuffers.take(pieceLength);
+    let at = 0;
     let number = 0;
     const flush = async (data: Buffer) => {
       const range = { number, offset: number * pieceLength, length: data.length };
       number++;
       if (!this.deps.storage.hasPiece(this.taskId, range.number)) await this.store(range, data, 0);
+      else pieceBuffers.give(data);
     };
-    for await (const chunk of body as AsyncIterable<Buffer>) {
-      await this.deps.downloadLimiter.take(chunk.length);
-      pending.push(chunk);
-      pendingBytes += chunk.length;
-      while (pendingBytes >= pieceLength) {
-        const all = Buffer.concat(pending);
-        await flush(all.subarray(0, pieceLength));
-        pending = [all.subarray(pieceLength)];
-        pendingBytes -= pieceLength;
+    try {
+      for await (const chunk of body as AsyncIterable<Buffer>) {
+        await this.deps.downloadLimiter.take(chunk.length);
+        for (let used = 0; used < chunk.length; ) {
+          piece ??= pieceBuffers.take(pieceLength);
+          const n = Math.min(chunk.length - used, pieceLength - at);
+          chunk.copy(piece, at, used, used + n);
+          used += n;
+          at += n;
+          if (at === pieceLength) {
+            const full: Buffer = piece;
+            piece = null;
+            at = 0;
+            await flush(full);
+          }
+        }
       }
+      const total = number * pieceLength + at;
+      if (expectedLength !== null && total !== expectedLength) {
+        throw new SourceError(`origin sent ${total} bytes, expected ${expectedLength}`);
+      }
+      onLength(total);
+      if (piece && at > 0) {
+        const last = piece.subarray(0, at);
+        piece = null;
+        await flush(last);
+      }
+    } finally {
+      pieceBuffers.give(piece);
     }
-    const total = number * pieceLength + pendingBytes;
-    if (expectedLength !== null && total !== expectedLength) {
-      throw new SourceError(`origin sent ${total} bytes, expected ${expectedLength}`);
-    }
-    onLength(total);
-    if (pendingBytes > 0) await flush(Buffer.concat(pending));
   }
 
-  /** One piece's bytes from the origin, retried with backoff. */
+  /** One piece's bytes from the origin, retried with backoff, in a pooled buffer (`store` gives it back). */
   private async fetchRange(range: PieceRange): Promise<Buffer> {
+    const into = pieceBuffers.take(range.length);
     for (let attempt = 0; ; attempt++) {
       try {
         await this.deps.downloadLimiter.take(range.length);
-        return await fetchRange(this.source.url, this.source.headers, range.offset, range.length);
+        return await fetchRange(
+          this.source.url,
+          this.source.headers,
+          range.offset,
+          range.length,
+          undefined,
+          into,
+        );
       } catch (err) {
         this.deps.metrics.pieceFailures.inc({ type: 'back_to_source' });
-        if ((err instanceof SourceError && err.permanent) || attempt >= this.deps.retries) throw err;
+        if ((err instanceof SourceError && err.permanent) || attempt >= this.deps.retries) {
+          pieceBuffers.give(into);
+          throw err;
+        }
         await new Promise((r) => setTimeout(r, 200 * 2 ** attempt));
       }
     }
   }
 
+  /** Hashes and stores a piece, then gives its buffer back to the pool (the write has completed). */
   private async store(range: PieceRange, data: Buffer, costMs: number): Promise<void> {
-    const digest = pieceDigest(data);
-    await this.deps.storage.writePiece(this.taskId, { ...range, digest }, data);
-    this.onPiece({ ...range, digest, costMs });
+    try {
+      const digest = pieceDigest(data);
+      await this.deps.storage.writePiece(this.taskId, { ...range, digest }, data);
+      this.onPiece({ ...range, digest, costMs });
+    } finally {
+      pieceBuffers.give(data);
+    }
   }
 }

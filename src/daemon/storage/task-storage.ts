@@ -87,8 +87,8 @@ async function writeFully(fh: FileHandle, data: Uint8Array, position: number): P
   }
 }
 
-async function readFully(fh: FileHandle, length: number, position: number): Promise<Buffer> {
-  const buf = Buffer.allocUnsafe(length);
+async function readFully(fh: FileHandle, length: number, position: number, into?: Buffer): Promise<Buffer> {
+  const buf = into ?? Buffer.allocUnsafe(length);
   let done = 0;
   while (done < length) {
     const { bytesRead } = await fh.read(buf, done, length - done, position + done);
@@ -428,13 +428,19 @@ export class TaskStorage extends EventEmitter<TaskStorageEvents> {
     }
   }
 
-  /** The bytes of a present piece. */
-  async readPiece(taskId: string, number: number): Promise<Buffer> {
+  /** The bytes of a present piece (read into `into`, which must be exactly the piece's length, if given). */
+  async readPiece(taskId: string, number: number, into?: Buffer): Promise<Buffer> {
     this.checkOpen();
     const id = checkTaskId(taskId);
     const entry = this.entry(id);
     const piece = entry.pieces.get(checkPieceNumber(number));
     if (!piece) throw new StorageError('ENOPIECE', `task ${id} has no piece ${number}`);
+    if (into && into.length !== piece.length) {
+      throw new StorageError(
+        'EINVAL',
+        `piece ${number} of ${id} is ${piece.length} bytes, not ${into.length}`,
+      );
+    }
     const epoch = entry.epoch;
     let fh: FileHandle;
     try {
@@ -446,7 +452,7 @@ export class TaskStorage extends EventEmitter<TaskStorageEvents> {
       });
     }
     try {
-      const data = await readFully(fh, piece.length, piece.offset);
+      const data = await readFully(fh, piece.length, piece.offset, into);
       // A layout change truncates the file: what was read may not be this piece any more.
       if (entry.epoch !== epoch && !entry.deleted) {
         throw new StorageError('ECONFLICT', `task ${id} changed while piece ${number} was read`);

@@ -2,6 +2,7 @@ import { once } from 'node:events';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Logger } from '../../observability/index.js';
 import { isTaskId } from '../../task/index.js';
+import { pieceBuffers } from '../buffer-pool.js';
 import type { DaemonMetrics } from '../metrics.js';
 import type { TokenBucket } from '../rate-limiter.js';
 import { type PieceRecord, StorageError, type TaskStorage } from '../storage/index.js';
@@ -146,7 +147,8 @@ export class UploadServer {
   }
 
   private async servePiece(taskId: string, number: number, res: ServerResponse): Promise<void> {
-    if (!this.storage.hasPiece(taskId, number)) {
+    const piece = this.storage.getPiece(taskId, number);
+    if (!piece) {
       res.writeHead(404).end('piece not here\n');
       return;
     }
@@ -160,7 +162,11 @@ export class UploadServer {
     let release: (() => void) | null = null;
     try {
       release = this.storage.acquire(taskId);
-      const data = await this.storage.readPiece(taskId, number);
+      // A pooled buffer, given back once the response is over ('close' follows the last socket write's
+      // completion, or the connection's end): the socket may still hold slices of it until then.
+      const data = pieceBuffers.take(piece.length);
+      res.once('close', () => pieceBuffers.give(data));
+      await this.storage.readPiece(taskId, number, data);
       res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': data.length });
       for (let off = 0; off < data.length; off += WRITE_SLICE) {
         const slice = data.subarray(off, off + WRITE_SLICE);

@@ -11,6 +11,7 @@ import {
   truncateSync,
   writeFileSync,
 } from 'node:fs';
+import { open } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
@@ -383,6 +384,90 @@ describe('TaskStorage', () => {
     await rejected;
     assert.equal(existsSync(s.contentPath(id)), false);
     assert.equal(s.usage().usedBytes, 0);
+    s.close();
+  });
+
+  it('the cached content file follows delete, re-creation and layout changes, and is closed', async () => {
+    const fds = () => readdirSync('/proc/self/fd').length;
+    const before = fds();
+    const s = TaskStorage.open(options(tempDir()));
+    const id = taskId('fd-cache');
+    const first = content(3000, 1000);
+    s.putTask(id, { url: 'u', contentLength: 3000, pieceLength: 1000 });
+    await Promise.all(first.pieces.map(({ piece, data }) => s.writePiece(id, piece, data)));
+    assert.deepEqual(await s.readPiece(id, 1), first.pieces[1]!.data);
+    // Deleted and created again: the new file, not the handle of the old (unlinked) one.
+    await s.deleteTask(id);
+    const second = content(3000, 1000);
+    s.putTask(id, { url: 'u', contentLength: 3000, pieceLength: 1000 });
+    await Promise.all(second.pieces.map(({ piece, data }) => s.writePiece(id, piece, data)));
+    assert.deepEqual(await s.readPiece(id, 2), second.pieces[2]!.data);
+    s.markSucceeded(id);
+    assert.deepEqual(readFileSync(s.contentPath(id)), second.bytes);
+    // A layout change truncates the same file: the cached handle keeps working.
+    const third = content(2000, 500);
+    s.putTask(id, { url: 'u', contentLength: 2000, pieceLength: 500 });
+    await Promise.all(third.pieces.map(({ piece, data }) => s.writePiece(id, piece, data)));
+    s.markSucceeded(id);
+    assert.deepEqual(readFileSync(s.contentPath(id)), third.bytes);
+    // More tasks than files kept open: idle handles are closed and reopened on demand.
+    const many = await Promise.all(
+      Array.from({ length: 80 }, (_, i) => fullTask(s, `fd-many-${i}`, 1500, 1000)),
+    );
+    assert.ok(fds() - before <= 70, `${fds() - before} files open`);
+    for (const t of many) assert.deepEqual(await s.readPiece(t.id, 1), t.pieces[1]!.data);
+    s.close();
+    await sleep(50);
+    assert.ok(fds() - before <= 1, `${fds() - before} files still open after close`);
+  });
+
+  it('pieces written together share fdatasyncs, and each row follows a sync started after its write', async () => {
+    const s = TaskStorage.open(options(tempDir()));
+    const id = taskId('group-sync');
+    const c = content(16 * 1000, 1000);
+    s.putTask(id, { url: 'u', contentLength: c.bytes.length, pieceLength: 1000 });
+    // Instrument FileHandle: a logical clock for write ends and datasync starts and ends.
+    const probe = await open(s.contentPath(id), 'r');
+    const proto = Object.getPrototypeOf(probe) as {
+      write: (...a: unknown[]) => Promise<{ bytesWritten: number }>;
+      datasync: () => Promise<void>;
+    };
+    await probe.close();
+    const { write, datasync } = proto;
+    let clock = 0;
+    const writeEnd = new Map<number, number>(); // offset → tick
+    const syncs: { start: number; end: number }[] = [];
+    proto.write = async function (this: unknown, ...a: unknown[]) {
+      const r = await write.apply(this, a);
+      writeEnd.set(a[3] as number, ++clock);
+      return r;
+    };
+    proto.datasync = async function (this: unknown) {
+      const sync = { start: ++clock, end: Number.POSITIVE_INFINITY };
+      syncs.push(sync);
+      await sleep(20);
+      await datasync.apply(this);
+      sync.end = ++clock;
+    };
+    const recorded: { offset: number; at: number }[] = [];
+    s.on('piece', (_id, p) => recorded.push({ offset: p.offset, at: ++clock }));
+    try {
+      await Promise.all(c.pieces.map(({ piece, data }) => s.writePiece(id, piece, data)));
+    } finally {
+      proto.write = write;
+      proto.datasync = datasync;
+    }
+    assert.equal(recorded.length, 16);
+    assert.ok(syncs.length < 16, `${syncs.length} datasyncs for 16 pieces written together`);
+    for (const r of recorded) {
+      const written = writeEnd.get(r.offset)!;
+      assert.ok(
+        syncs.some((x) => x.start > written && x.end < r.at),
+        `piece at ${r.offset} recorded without a datasync after its write`,
+      );
+    }
+    s.markSucceeded(id);
+    assert.deepEqual(readFileSync(s.contentPath(id)), c.bytes);
     s.close();
   });
 

@@ -55,7 +55,22 @@ interface TaskEntry {
   persistedAccessedAt: number;
   /** The directory entries leading to the content file have been fsynced in this process. */
   dirSynced: boolean;
+  /**
+   * The content file, opened once and kept (opening and closing it per piece cost 0.2–0.7 CPU-seconds per
+   * GiB). Closed when the task is removed, the storage closes, or it is the least recently used of more
+   * than MAX_OPEN_FILES — in each case only once no read, write or sync is using it (fdUsers).
+   */
+  fd: FileHandle | null;
+  fdOpening: Promise<FileHandle> | null;
+  fdUsers: number;
+  /** The fdatasync in flight, and the one queued behind it (see syncData). */
+  syncing: Promise<void> | null;
+  nextSync: Promise<void> | null;
 }
+
+const NO_FD = { fd: null, fdOpening: null, fdUsers: 0, syncing: null, nextSync: null } as const;
+/** Content files kept open at most; beyond that the least recently used idle one is closed. */
+const MAX_OPEN_FILES = 64;
 
 function pieceCountOf(contentLength: number, pieceLength: number): number {
   return contentLength < 0 ? -1 : Math.ceil(contentLength / pieceLength);
@@ -131,6 +146,8 @@ export class TaskStorage extends EventEmitter<TaskStorageEvents> {
   private trashSeq = 0;
   private closed = false;
   private gcRun: Promise<string[]> | undefined;
+  /** Entries whose content file is open, least recently used first. */
+  private readonly openFiles = new Map<string, TaskEntry>();
 
   private constructor(
     private readonly opts: StorageOptions,
@@ -242,6 +259,7 @@ export class TaskStorage extends EventEmitter<TaskStorageEvents> {
         writing: new Map(),
         persistedAccessedAt: now,
         dirSynced: false,
+        ...NO_FD,
       });
       this.log.debug({ taskId: id, contentLength, pieceLength }, 'task created');
       return copyTask(record);
@@ -442,17 +460,8 @@ export class TaskStorage extends EventEmitter<TaskStorageEvents> {
       );
     }
     const epoch = entry.epoch;
-    let fh: FileHandle;
     try {
-      fh = await open(this.contentPath(id), 'r');
-    } catch (err) {
-      if (entry.deleted) throw new StorageError('ENOTASK', `task ${id} was deleted`);
-      throw new StorageError('ESTORAGE', `cannot open content of ${id}: ${(err as Error).message}`, {
-        cause: err,
-      });
-    }
-    try {
-      const data = await readFully(fh, piece.length, piece.offset, into);
+      const data = await this.withFile(entry, (fh) => readFully(fh, piece.length, piece.offset, into));
       // A layout change truncates the file: what was read may not be this piece any more.
       if (entry.epoch !== epoch && !entry.deleted) {
         throw new StorageError('ECONFLICT', `task ${id} changed while piece ${number} was read`);
@@ -463,8 +472,6 @@ export class TaskStorage extends EventEmitter<TaskStorageEvents> {
       throw new StorageError('ESTORAGE', `cannot read piece ${number} of ${id}: ${(err as Error).message}`, {
         cause: err,
       });
-    } finally {
-      await fh.close().catch(() => undefined);
     }
   }
 
@@ -581,6 +588,7 @@ export class TaskStorage extends EventEmitter<TaskStorageEvents> {
       this.log.warn({ err }, 'cannot persist access times');
     }
     this.closed = true;
+    for (const entry of [...this.openFiles.values()]) this.releaseFile(entry);
     this.meta.close();
   }
 
@@ -640,6 +648,7 @@ export class TaskStorage extends EventEmitter<TaskStorageEvents> {
     entry.deleted = true;
     entry.epoch++;
     this.tasks.delete(id);
+    this.releaseFile(entry);
     this.usedBytes -= entry.bytes;
     const path = this.contentPath(id);
     const trash = join(this.trashDir, `${id}.${process.pid}.${++this.trashSeq}`);
@@ -661,21 +670,13 @@ export class TaskStorage extends EventEmitter<TaskStorageEvents> {
   private async writeAndRecord(entry: TaskEntry, p: PieceRecord, data: Uint8Array): Promise<void> {
     const id = entry.record.id;
     const epoch = entry.epoch;
-    const path = this.contentPath(id);
-    let fh: FileHandle;
     try {
-      // No O_CREAT: putTask created the file; a write racing a delete must not resurrect it.
-      fh = await open(path, 'r+');
-    } catch (err) {
-      if (entry.deleted) throw new StorageError('ENOTASK', `task ${id} was deleted`);
-      throw new StorageError('ESTORAGE', `cannot open content of ${id}: ${(err as Error).message}`, {
-        cause: err,
+      await this.withFile(entry, async (fh) => {
+        await writeFully(fh, data, p.offset);
+        await this.syncData(entry, fh);
       });
-    }
-    try {
-      await writeFully(fh, data, p.offset);
-      await fh.datasync();
     } catch (err) {
+      if (err instanceof StorageError) throw err;
       throw new StorageError(
         'ESTORAGE',
         `cannot write piece ${p.number} of ${id}: ${(err as Error).message}`,
@@ -683,8 +684,6 @@ export class TaskStorage extends EventEmitter<TaskStorageEvents> {
           cause: err,
         },
       );
-    } finally {
-      await fh.close().catch(() => undefined);
     }
     if (!entry.dirSynced) {
       // A new file's directory entry must be durable too, or a power loss can take the whole file.
@@ -712,6 +711,93 @@ export class TaskStorage extends EventEmitter<TaskStorageEvents> {
     this.usedBytes += p.length;
     entry.record.updatedAt = now;
     this.emitSafely('piece', id, copyPiece(p));
+  }
+
+  /**
+   * Runs `fn` on the task's content file, opened once and cached (no O_CREAT: putTask created the file, and
+   * a write racing a delete must not resurrect it). A removal renames the file away; an open after that
+   * fails (ENOTASK), and I/O already under way on the old handle lands in the unlinked file, never recorded
+   * because the epoch changed. The handle is closed when its last user is done (releaseFile).
+   */
+  private async withFile<T>(entry: TaskEntry, fn: (fh: FileHandle) => Promise<T>): Promise<T> {
+    const id = entry.record.id;
+    if (entry.deleted) throw new StorageError('ENOTASK', `task ${id} was deleted`);
+    entry.fdUsers++;
+    try {
+      let fh = entry.fd;
+      if (!fh) {
+        if (!entry.fdOpening) {
+          entry.fdOpening = open(this.contentPath(id), 'r+').finally(() => {
+            entry.fdOpening = null;
+          });
+        }
+        try {
+          fh = await entry.fdOpening;
+        } catch (err) {
+          if (entry.deleted) throw new StorageError('ENOTASK', `task ${id} was deleted`);
+          throw new StorageError('ESTORAGE', `cannot open content of ${id}: ${(err as Error).message}`, {
+            cause: err,
+          });
+        }
+        if (entry.fd !== fh) {
+          entry.fd = fh;
+          this.openFiles.set(id, entry);
+          this.closeIdleFiles();
+        }
+      }
+      this.openFiles.delete(id);
+      this.openFiles.set(id, entry); // most recently used last
+      return await fn(fh);
+    } finally {
+      entry.fdUsers--;
+      if (entry.deleted || this.closed) this.releaseFile(entry);
+      else this.closeIdleFiles();
+    }
+  }
+
+  /** Closes the entry's content file if nobody is using it (else its last user will). */
+  private releaseFile(entry: TaskEntry): void {
+    if (entry.fdUsers > 0 || !entry.fd) return;
+    const fh = entry.fd;
+    entry.fd = null;
+    if (this.openFiles.get(entry.record.id) === entry) this.openFiles.delete(entry.record.id);
+    fh.close().catch((err: unknown) =>
+      this.log.warn({ err, taskId: entry.record.id }, 'cannot close content'),
+    );
+  }
+
+  private closeIdleFiles(): void {
+    if (this.openFiles.size <= MAX_OPEN_FILES) return;
+    for (const entry of [...this.openFiles.values()]) {
+      if (this.openFiles.size <= MAX_OPEN_FILES) break;
+      this.releaseFile(entry);
+    }
+  }
+
+  /**
+   * fdatasync shared by the pieces written close together: a write waits for a datasync that *started*
+   * after the write completed. If none is running it starts one; if one is running (it may have started
+   * before this write), it joins the single datasync queued to start when the running one ends — every
+   * write that completed meanwhile is covered by that one call.
+   */
+  private syncData(entry: TaskEntry, fh: FileHandle): Promise<void> {
+    const start = (): Promise<void> => {
+      const run: Promise<void> = fh.datasync().finally(() => {
+        if (entry.syncing === run) entry.syncing = null;
+      });
+      entry.syncing = run;
+      return run;
+    };
+    if (entry.nextSync) return entry.nextSync;
+    if (!entry.syncing) return start();
+    const next = entry.syncing
+      .catch(() => undefined)
+      .then(() => {
+        entry.nextSync = null;
+        return start();
+      });
+    entry.nextSync = next;
+    return next;
   }
 
   /** Builds the index from SQLite and discards what a crash left inconsistent. Runs once, inside open. */
@@ -769,6 +855,7 @@ export class TaskStorage extends EventEmitter<TaskStorageEvents> {
         writing: new Map(),
         persistedAccessedAt: record.accessedAt,
         dirSynced: true,
+        ...NO_FD,
       });
       this.usedBytes += bytes;
     }

@@ -96,7 +96,9 @@ async function* prepend(head: Buffer, rest: AsyncIterator<Buffer>): AsyncGenerat
 
 async function* gunzip(compressed: AsyncGenerator<Buffer>): AsyncGenerator<Buffer> {
   const input = Readable.from(compressed, { objectMode: false });
-  const decoder = createGunzip();
+  // 256 KiB output chunks instead of zlib's 16 KiB: a 120 MB layer took 7461 thread-pool round trips and
+  // inflating never overlapped chunking (bench/image-convert: bookworm convert 2.80 → 2.21 s).
+  const decoder = createGunzip({ chunkSize: 256 * 1024 });
   input.on('error', (err) => decoder.destroy(err));
   input.pipe(decoder);
   try {

@@ -1,2 +1,3 @@
 export { AsyncQueue } from './async-queue.js';
 export { ChangeSignal } from './change-signal.js';
+export { siblingModule, startWorker } from './worker-thread.js';

@@ -1,10 +1,5 @@
-/**
- * Reads kernel requests from /dev/fuse on dedicated threads and hands each to the main thread.
- * Several threads may read one fd: the kernel gives each request to exactly one reader.
- */
-import { basename, extname } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { Worker } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
+import { siblingModule, startWorker } from '../async/index.js';
 import type { ContentMap, ContentMapMessage } from './content-map.js';
 
 export interface ReaderWorkerData {
@@ -91,19 +86,10 @@ export class DeviceReader {
   }
 }
 
-/**
- * The compiled `.js` worker beside this module, or under tsx (tests, benches) the `.ts` source with
- * tsx registered first: tsx's loader does not reach worker threads by itself. Same approach as
- * src/image/build/worker-thread.ts, which is private to that module.
- */
+/** The reader thread module beside this one (`.js` from dist, `.ts` under tsx). */
 function startReaderThread(workerData: ReaderWorkerData): Worker {
-  const extension = extname(basename(fileURLToPath(import.meta.url)));
-  const moduleUrl = new URL(`./device-reader-worker${extension}`, import.meta.url);
-  const options = { workerData, name: 'fuse-reader' };
-  if (extension !== '.ts') return new Worker(moduleUrl, options);
-  const tsxApi = import.meta.resolve('tsx/esm/api');
-  const bootstrap =
-    `import(${JSON.stringify(tsxApi)}).then(({ register }) => { register(); ` +
-    `return import(${JSON.stringify(moduleUrl.href)}); });`;
-  return new Worker(bootstrap, { ...options, eval: true });
+  return startWorker(siblingModule(import.meta.url, 'device-reader-worker'), {
+    workerData,
+    name: 'fuse-reader',
+  });
 }

@@ -7,19 +7,7 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import {
-  link,
-  lstat,
-  mkdir,
-  mkdtemp,
-  open,
-  readFile,
-  readlink,
-  rm,
-  symlink,
-  writeFile,
-} from 'node:fs/promises';
-import { createServer } from 'node:net';
+import { link, lstat, mkdir, mkdtemp, readFile, readlink, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -28,6 +16,7 @@ import { type BuildSummary, decompressChunk, prepareCompressor } from '../../src
 import { decodeBootstrap } from '../../src/image/format/index.js';
 import { cliPath } from '../helpers/cluster.js';
 import { erofsUnavailable, fsckErofs, type MountedErofs, mountErofs } from '../helpers/erofs.js';
+import { socketFile, writeAt } from '../helpers/files.js';
 
 const run = promisify(execFile);
 const MiB = 1024 * 1024;
@@ -51,28 +40,6 @@ async function imageBuild(out: string, ...flags: string[]): Promise<BuildSummary
 
 async function sh(command: string, ...args: string[]): Promise<string> {
   return (await run(command, args, { maxBuffer: 256 * MiB })).stdout;
-}
-
-/** Writes `data` at `offset` of a file (created if missing) without truncating it. */
-async function writeAt(path: string, data: Buffer, offset: number): Promise<void> {
-  const handle = await open(path, 'a+').then(async (h) => {
-    await h.close();
-    return open(path, 'r+');
-  });
-  try {
-    await handle.write(data, 0, data.length, offset);
-  } finally {
-    await handle.close();
-  }
-}
-
-/** A unix socket file that outlives its server: Node unlinks the path on close, a hard link stays. */
-async function socketFile(path: string): Promise<void> {
-  const temp = `${path}.listening`;
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(temp, resolve));
-  await link(temp, path);
-  await new Promise<void>((resolve) => server.close(() => resolve()));
 }
 
 async function createSourceTree(root: string): Promise<void> {

@@ -7,7 +7,7 @@
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { copyFile, mkdir, mkdtemp, open, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -17,6 +17,7 @@ import type { ImageSummary } from '../../src/image/inspect/index.js';
 import { parseReference, RegistryClient, StaticCredentialStore } from '../../src/image/oci/index.js';
 import { cliPath } from '../helpers/cluster.js';
 import { erofsUnavailable, fsckErofs, type MountedErofs, mountErofs } from '../helpers/erofs.js';
+import { flipByte, seededBytes } from '../helpers/files.js';
 import { applyLayersToDirectory, describeTree } from '../helpers/layer-reference.js';
 import {
   buildImage,
@@ -53,18 +54,6 @@ async function damselflyExit(...args: string[]): Promise<{ code: number; stderr:
   }
 }
 
-async function flipByte(path: string, at: number): Promise<void> {
-  const file = await open(path, 'r+');
-  try {
-    const byte = Buffer.alloc(1);
-    await file.read(byte, 0, 1, at);
-    byte[0] = (byte[0] ?? 0) ^ 0xff;
-    await file.write(byte, 0, 1, at);
-  } finally {
-    await file.close();
-  }
-}
-
 /** Runs the CLI expecting failure; returns its stderr. */
 async function damselflyFails(...args: string[]): Promise<string> {
   try {
@@ -81,18 +70,7 @@ function ref(repository: string, tag: string): string {
   return `${registry.host}/${repository}:${tag}`;
 }
 
-/** Deterministic pseudo-random bytes, so two layers can carry identical chunks. */
-function bytes(seed: string, length: number): Buffer {
-  const out = Buffer.alloc(length);
-  let block = createHash('sha256').update(seed).digest();
-  for (let offset = 0; offset < length; offset += block.length) {
-    block.copy(out, offset);
-    block = createHash('sha256').update(block).digest();
-  }
-  return out;
-}
-
-const shared = bytes('shared', 3 * MiB + 1234);
+const shared = seededBytes('shared', 3 * MiB + 1234);
 
 /** Three layers exercising every merge rule. */
 function layers(): LayerEntry[][] {
@@ -112,7 +90,7 @@ function layers(): LayerEntry[][] {
       { path: 'victim', type: 'dir' },
       { path: 'victim/file', content: 'to be replaced by a file' },
       { path: 'bin', type: 'dir' },
-      { path: 'bin/tool', content: bytes('tool', 100_000), mode: 0o755 },
+      { path: 'bin/tool', content: seededBytes('tool', 100_000), mode: 0o755 },
       { path: 'bin/alias', type: 'symlink', linkname: 'tool' },
       { path: 'dev', type: 'dir' },
       { path: 'dev/null', type: 'char', devmajor: 1, devminor: 3, mode: 0o666 },
@@ -133,7 +111,7 @@ function layers(): LayerEntry[][] {
     [
       { path: 'etc/hostname', content: 'recreated\n' },
       { path: 'etc/motd', content: 'replaced in layer 3\n', mode: 0o444 },
-      { path: 'bin/tool', content: bytes('tool', 100_000), mode: 0o755 },
+      { path: 'bin/tool', content: seededBytes('tool', 100_000), mode: 0o755 },
       { path: 'empty', content: '' },
       { path: 'unicode-ĉiuĵaŭde-日本', content: 'ü' },
     ],
@@ -238,7 +216,7 @@ describe('image convert', async () => {
 
   it('with --chunk-dict stores only the chunks a new version adds', { skip }, async () => {
     const v2Layers = layers();
-    v2Layers[2]?.push({ path: 'data/new.bin', content: bytes('new in v2', MiB) });
+    v2Layers[2]?.push({ path: 'data/new.bin', content: seededBytes('new in v2', MiB) });
     const v2 = await buildImage({ layers: v2Layers });
     await pushImage(client, ref('app', '2.0'), v2);
     const { stdout } = await damselfly(

@@ -29,7 +29,6 @@ import {
 } from 'node:fs/promises';
 import { createServer, type IncomingMessage, request, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { createServer as createNetServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -39,6 +38,7 @@ import { RegistryClient } from '../../src/image/oci/index.js';
 import { decodeSourceBootstrap, openImageSource } from '../../src/image/source/index.js';
 import { cliPath, ManagedProcess } from '../helpers/cluster.js';
 import { erofsUnavailable, type MountedErofs, mountErofs } from '../helpers/erofs.js';
+import { socketFile, writeAt } from '../helpers/files.js';
 import { buildImage, type LayerEntry, pushImage } from '../helpers/oci-image.js';
 import { startRegistry, type TestRegistry } from '../helpers/registry.js';
 
@@ -102,24 +102,6 @@ async function cleanUpMounts(): Promise<void> {
 }
 
 // ---- (a) a tree with every kind of file ----
-
-async function writeAt(path: string, data: Buffer, offset: number): Promise<void> {
-  const handle = await open(path, existsSync(path) ? 'r+' : 'w+');
-  try {
-    await handle.write(data, 0, data.length, offset);
-  } finally {
-    await handle.close();
-  }
-}
-
-/** A unix socket file that outlives its server: Node unlinks the path on close, a hard link stays. */
-async function socketFile(path: string): Promise<void> {
-  const temp = `${path}.listening`;
-  const server = createNetServer();
-  await new Promise<void>((resolve) => server.listen(temp, resolve));
-  await link(temp, path);
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-}
 
 async function createSourceTree(root: string): Promise<void> {
   await mkdir(root);

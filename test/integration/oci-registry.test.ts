@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
-import { createHash, randomBytes } from 'node:crypto';
-import { mkdtemp, open, readFile, rm, writeFile } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import {
   createServer,
   request as httpRequest,
@@ -32,6 +32,7 @@ import {
   UnsupportedMediaTypeError,
   withDigest,
 } from '../../src/image/oci/index.js';
+import { flipByte, seededBytes } from '../helpers/files.js';
 import {
   buildImage,
   buildIndex,
@@ -78,28 +79,6 @@ async function collect(stream: Readable): Promise<Buffer> {
   const chunks: Buffer[] = [];
   for await (const chunk of stream as AsyncIterable<Buffer>) chunks.push(chunk);
   return Buffer.concat(chunks);
-}
-
-function blobOf(size: number, seed: string): Buffer {
-  const out = Buffer.alloc(size);
-  let block = createHash('sha256').update(seed).digest();
-  for (let at = 0; at < size; at += block.length) {
-    block.copy(out, at);
-    block = createHash('sha256').update(block).digest();
-  }
-  return out;
-}
-
-async function flipByte(path: string, offset: number): Promise<void> {
-  const file = await open(path, 'r+');
-  try {
-    const one = Buffer.alloc(1);
-    await file.read(one, 0, 1, offset);
-    one[0] = one[0]! ^ 0xff;
-    await file.write(one, 0, 1, offset);
-  } finally {
-    await file.close();
-  }
 }
 
 interface ProxyLogEntry {
@@ -362,7 +341,7 @@ describe('OCI registry client against docker-registry', () => {
   });
 
   it('reads byte ranges of a blob', async () => {
-    const layer = await buildLayer([{ path: 'big', content: blobOf(3 * MiB, 'range') }], {
+    const layer = await buildLayer([{ path: 'big', content: seededBytes('range', 3 * MiB) }], {
       compression: 'none',
     });
     const target = ref('ranges/blob:latest');
@@ -383,7 +362,7 @@ describe('OCI registry client against docker-registry', () => {
   });
 
   it('finds blobs, and mounts them across repositories', async () => {
-    const blob = blobOf(10_000, 'mount');
+    const blob = seededBytes('mount', 10_000);
     const digest = sha256Digest(blob);
     const source = ref('mount/source:latest');
     const dest = ref('mount/dest:latest');
@@ -403,7 +382,7 @@ describe('OCI registry client against docker-registry', () => {
     const proxy = await new FaultProxy(new URL(registry.url)).start();
     const chunked = new RegistryClient({ uploadChunkSize: MiB });
     try {
-      const blob = blobOf(3.5 * MiB, 'chunked');
+      const blob = seededBytes('chunked', 3.5 * MiB);
       const digest = sha256Digest(blob);
       const target = parseReference(`${proxy.host}/chunked/blob:latest`);
       // Hand the bytes over in odd-sized pieces so chunk boundaries never line up with them.
@@ -415,7 +394,7 @@ describe('OCI registry client against docker-registry', () => {
       assert.deepEqual(await chunked.readBlob(target, digest), blob);
 
       // A source that does not match its digest is never committed.
-      const other = blobOf(2 * MiB, 'other');
+      const other = seededBytes('other', 2 * MiB);
       await assert.rejects(
         chunked.pushBlob(target, sha256Digest(Buffer.from('x')), other.length, () => Readable.from([other])),
         DigestMismatchError,
@@ -431,7 +410,7 @@ describe('OCI registry client against docker-registry', () => {
   });
 
   it('fails with DigestMismatchError, never success, when a stored blob is corrupted', async () => {
-    const layer = await buildLayer([{ path: 'data', content: blobOf(2 * MiB, 'corrupt') }]);
+    const layer = await buildLayer([{ path: 'data', content: seededBytes('corrupt', 2 * MiB) }]);
     const target = ref('corrupt/blob:latest');
     await client.pushBlob(target, layer.digest, layer.size, () => Readable.from([layer.bytes]));
     await flipByte(registry.blobPath(layer.digest), Math.floor(layer.size / 2));
@@ -482,7 +461,7 @@ describe('OCI registry client against docker-registry', () => {
 
     before(async () => {
       proxy = await new FaultProxy(new URL(registry.url)).start();
-      image = await buildImage({ layers: [[{ path: 'big', content: blobOf(3 * MiB, 'faults') }]] });
+      image = await buildImage({ layers: [[{ path: 'big', content: seededBytes('faults', 3 * MiB) }]] });
       await pushImage(client, ref('faults/image:v1'), image);
       flaky = new RegistryClient({ retries: 3 });
     });
@@ -546,7 +525,7 @@ describe('OCI registry client against docker-registry', () => {
       proxy.clear();
       const uploader = new RegistryClient({ retries: 3, uploadChunkSize: MiB });
       try {
-        const blob = blobOf(2.5 * MiB, 'upload-retry');
+        const blob = seededBytes('upload-retry', 2.5 * MiB);
         const digest = sha256Digest(blob);
         let opened = 0;
         proxy.inject({ when: (m) => m === 'PATCH', times: 1, action: { kind: 'reset' } });

@@ -3,7 +3,7 @@
  * digest. Buffers come back once hashed and are handed out again for staging.
  */
 import type { Worker } from 'node:worker_threads';
-import { siblingModule, startWorker } from './worker-thread.js';
+import { siblingModule, startWorker } from '../../async/index.js';
 
 export type BlobHashRequest =
   | { type: 'bytes'; bytes: Uint8Array }

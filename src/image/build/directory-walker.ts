@@ -14,12 +14,11 @@
 import { realpath, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Worker } from 'node:worker_threads';
-import { AsyncQueue } from '../../async/index.js';
+import { AsyncQueue, siblingModule, startWorker } from '../../async/index.js';
 import type { DirectoryNode, FileNode, TreeNode } from '../format/index.js';
 import { ImageBuildError, type ImageBuildErrorCode } from './errors.js';
 import { rememberDigests } from './piece-digests.js';
 import type { DataRecord, EntryRecord, TreeReaderInput, TreeRecord } from './tree-reader-protocol.js';
-import { siblingModule, startWorker } from './worker-thread.js';
 import { XattrReader } from './xattr-reader.js';
 
 /**

@@ -7,8 +7,8 @@
  */
 import { availableParallelism } from 'node:os';
 import type { Worker } from 'node:worker_threads';
+import { siblingModule, startWorker } from '../../async/index.js';
 import { CompressionError } from './compression.js';
-import { siblingModule, startWorker } from './worker-thread.js';
 
 export interface ZstdRequest {
   id: number;

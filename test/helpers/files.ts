@@ -1,8 +1,13 @@
-import { createHash } from 'node:crypto';
+import { execFile } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { access, link, open, readdir } from 'node:fs/promises';
+import { access, link, mkdir, open, readdir, writeFile } from 'node:fs/promises';
 import { createServer as createNetServer } from 'node:net';
+import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
+import { promisify } from 'node:util';
+
+const run = promisify(execFile);
 
 /** sha256 of a file's content, hex. */
 export async function sha256File(path: string): Promise<string> {
@@ -98,4 +103,54 @@ export async function socketFile(path: string): Promise<void> {
   await new Promise<void>((resolve) => server.listen(temp, resolve));
   await link(temp, path);
   await new Promise<void>((resolve) => server.close(() => resolve()));
+}
+
+/**
+ * The attribute-heavy part of an "every kind of file" test tree, added to `root`, which must already
+ * hold `empty`, `small.txt`, `big.bin`, `names/` and `links/short`: devices, a fifo and a socket under
+ * `specials/` (diff -r cannot compare those), odd owners and modes under `owners/`, xattrs, and
+ * nanosecond / pre-1970 / symlink mtimes (set last: creating entries moves directory mtimes).
+ */
+export async function addSpecialsOwnersXattrsAndTimes(root: string, specials: string): Promise<void> {
+  const sh = (command: string, ...args: string[]) => run(command, args);
+  await mkdir(specials);
+  await sh('mknod', join(specials, 'null'), 'c', '1', '3');
+  await sh('mknod', join(specials, 'odd-char'), 'c', '300', '1234');
+  await sh('mknod', join(specials, 'loop'), 'b', '7', '200');
+  await sh('mkfifo', join(specials, 'fifo'));
+  await socketFile(join(specials, 'socket'));
+
+  await mkdir(join(root, 'owners'));
+  const owned = join(root, 'owners', 'uid70000');
+  await writeFile(owned, 'owned\n');
+  await sh('chown', '70000:80000', owned);
+  await sh('chown', '-h', '4242:4343', join(root, 'links', 'short'));
+  await writeFile(join(root, 'owners', 'setuid'), '#!/bin/sh\n', { mode: 0o755 });
+  await sh('chmod', '4755', join(root, 'owners', 'setuid'));
+  await writeFile(join(root, 'owners', 'no-access'), 'secret\n');
+  await sh('chmod', '000', join(root, 'owners', 'no-access'));
+  await mkdir(join(root, 'owners', 'sticky'));
+  await sh('chmod', '1777', join(root, 'owners', 'sticky'));
+  await mkdir(join(root, 'owners', 'setgid'));
+  await sh('chmod', '2775', join(root, 'owners', 'setgid'));
+
+  await sh('setfattr', '-n', 'user.note', '-v', 'hello', join(root, 'small.txt'));
+  await sh('setfattr', '-n', 'user.empty', join(root, 'small.txt'));
+  await sh(
+    'setfattr',
+    '-n',
+    'user.binary',
+    '-v',
+    `0x${randomBytes(200).toString('hex')}`,
+    join(root, 'big.bin'),
+  );
+  await sh('setfattr', '-n', 'trusted.overlay.opaque', '-v', 'y', join(root, 'owners', 'sticky'));
+  await sh('setfattr', '-n', 'trusted.secret', '-v', '0x00ff00', join(root, 'owners', 'uid70000'));
+  await sh('setfattr', '-h', '-n', 'trusted.on-symlink', '-v', 'yes', join(root, 'links', 'short'));
+  await sh('setfattr', '-n', 'user.dir', '-v', 'on a directory', join(root, 'names'));
+
+  await sh('touch', '-h', '-d', '@1600000000.123456789', join(root, 'links', 'short'));
+  await sh('touch', '-d', '@1234567890.987654321', join(root, 'small.txt'));
+  await sh('touch', '-d', '@-86400.5', join(root, 'empty'));
+  await sh('touch', '-d', '@1700000000.000000001', join(root, 'names'));
 }

@@ -38,7 +38,7 @@ import { RegistryClient } from '../../src/image/oci/index.js';
 import { decodeSourceBootstrap, openImageSource } from '../../src/image/source/index.js';
 import { cliPath, ManagedProcess } from '../helpers/cluster.js';
 import { erofsUnavailable, type MountedErofs, mountErofs } from '../helpers/erofs.js';
-import { socketFile, writeAt } from '../helpers/files.js';
+import { addSpecialsOwnersXattrsAndTimes, writeAt } from '../helpers/files.js';
 import { buildImage, type LayerEntry, pushImage } from '../helpers/oci-image.js';
 import { startRegistry, type TestRegistry } from '../helpers/registry.js';
 
@@ -103,7 +103,7 @@ async function cleanUpMounts(): Promise<void> {
 
 // ---- (a) a tree with every kind of file ----
 
-async function createSourceTree(root: string): Promise<void> {
+async function _createSourceTree(root: string): Promise<void> {
   await mkdir(root);
   await writeFile(join(root, 'empty'), '');
   await writeFile(join(root, 'small.txt'), 'hello, mount\n');
@@ -138,47 +138,7 @@ async function createSourceTree(root: string): Promise<void> {
   await symlink(`/${'long/'.repeat(818)}end`, join(root, 'links', 'long'));
   await symlink('../missing/target', join(root, 'links', 'dangling'));
 
-  const specials = join(root, SPECIALS);
-  await mkdir(specials);
-  await sh('mknod', join(specials, 'null'), 'c', '1', '3');
-  await sh('mknod', join(specials, 'odd-char'), 'c', '300', '1234');
-  await sh('mknod', join(specials, 'loop'), 'b', '7', '200');
-  await sh('mkfifo', join(specials, 'fifo'));
-  await socketFile(join(specials, 'socket'));
-
-  await mkdir(join(root, 'owners'));
-  await writeFile(join(root, 'owners', 'uid70000'), 'owned\n');
-  await sh('chown', '70000:80000', join(root, 'owners', 'uid70000'));
-  await sh('chown', '-h', '4242:4343', join(root, 'links', 'short'));
-  await writeFile(join(root, 'owners', 'setuid'), '#!/bin/sh\n', { mode: 0o755 });
-  await sh('chmod', '4755', join(root, 'owners', 'setuid'));
-  await writeFile(join(root, 'owners', 'no-access'), 'secret\n');
-  await sh('chmod', '000', join(root, 'owners', 'no-access'));
-  await mkdir(join(root, 'owners', 'sticky'));
-  await sh('chmod', '1777', join(root, 'owners', 'sticky'));
-  await mkdir(join(root, 'owners', 'setgid'));
-  await sh('chmod', '2775', join(root, 'owners', 'setgid'));
-
-  await sh('setfattr', '-n', 'user.note', '-v', 'hello', join(root, 'small.txt'));
-  await sh('setfattr', '-n', 'user.empty', join(root, 'small.txt'));
-  await sh(
-    'setfattr',
-    '-n',
-    'user.binary',
-    '-v',
-    `0x${randomBytes(200).toString('hex')}`,
-    join(root, 'big.bin'),
-  );
-  await sh('setfattr', '-n', 'trusted.overlay.opaque', '-v', 'y', join(root, 'owners', 'sticky'));
-  await sh('setfattr', '-n', 'trusted.secret', '-v', '0x00ff00', join(root, 'owners', 'uid70000'));
-  await sh('setfattr', '-h', '-n', 'trusted.on-symlink', '-v', 'yes', join(root, 'links', 'short'));
-  await sh('setfattr', '-n', 'user.dir', '-v', 'on a directory', join(root, 'names'));
-
-  // Set last: creating entries moves directory mtimes.
-  await sh('touch', '-h', '-d', '@1600000000.123456789', join(root, 'links', 'short'));
-  await sh('touch', '-d', '@1234567890.987654321', join(root, 'small.txt'));
-  await sh('touch', '-d', '@-86400.5', join(root, 'empty'));
-  await sh('touch', '-d', '@1700000000.000000001', join(root, 'names'));
+  await addSpecialsOwnersXattrsAndTimes(root, join(root, SPECIALS));
 }
 
 interface EntryFacts {
@@ -340,7 +300,7 @@ describe('damselfly mount', { skip: fuseSkip, timeout: 900_000 }, () => {
 
     before(async () => {
       source = join(work, 'source');
-      await createSourceTree(source);
+      await _createSourceTree(source);
       await damselfly('image', 'build', source, '-o', join(work, 'out-zstd'), '--json');
       await damselfly(
         'image',

@@ -83,6 +83,8 @@ export class Prefetcher {
         void work.finally(() => inFlight.delete(work));
       }
       await Promise.all(inFlight);
+      // A fetched chunk is served from memory until its group commit: "done" means its bit is durable.
+      await this.options.fetcher.settled();
       signal.throwIfAborted();
       this.finish(this.failedChunks > 0 ? 'failed' : 'done');
     } catch (err) {

@@ -1,5 +1,6 @@
 import { Agent, type Dispatcher, interceptors, request } from 'undici';
-import { readExactly, ShortBodyError } from './body.js';
+import { ShortBodyError } from './body.js';
+import { getIntoBuffer } from './into-buffer.js';
 
 /** One keep-alive pool for all origins; follows redirects like curl -L. */
 const dispatcher = new Agent({ connections: 64 }).compose(interceptors.redirect({ maxRedirections: 5 }));
@@ -90,13 +91,24 @@ export async function fetchRange(
   signal?: AbortSignal,
   into?: Buffer,
 ): Promise<Buffer> {
-  const res = await send(url, { ...headers, range: `bytes=${start}-${start + length - 1}` }, signal);
-  if (res.statusCode !== 206) fail(url, res);
+  if (into && into.length !== length)
+    throw new RangeError(`fetchRange: buffer of ${into.length} bytes for ${length}`);
+  let answered = false;
   try {
-    return await readExactly(res.body, length, into);
+    return await getIntoBuffer(dispatcher, url, {
+      headers: { ...headers, range: `bytes=${start}-${start + length - 1}` },
+      signal,
+      accept: (status) => {
+        answered = true;
+        if (status !== 206) throw new SourceError(describe(url, status, STATUS_TEXT[status]), status);
+        return into ?? Buffer.allocUnsafe(length);
+      },
+    });
   } catch (err) {
+    if (err instanceof SourceError || signal?.aborted) throw err;
     if (err instanceof ShortBodyError) throw new SourceError(`origin range of ${url}: ${err.message}`);
-    throw err;
+    if (!answered) throw new SourceError(`cannot reach origin for ${url}: ${(err as Error).message}`);
+    throw new SourceError(`origin range of ${url}: ${(err as Error).message}`);
   }
 }
 

@@ -1,7 +1,7 @@
 import { createInterface } from 'node:readline';
 import { Agent, request } from 'undici';
 import { HostType, type Peer } from '../../rpc/index.js';
-import { readExactly, ShortBodyError } from '../../source/index.js';
+import { getIntoBuffer, ShortBodyError } from '../../source/index.js';
 import { MAX_PIECE_LENGTH } from '../../task/index.js';
 import { pieceBuffers } from '../buffer-pool.js';
 import type { PieceSyncMessage } from '../upload/server.js';
@@ -79,30 +79,23 @@ export class Parent {
 
   /** The bytes of one piece, in a pooled buffer the caller gives back (pieceBuffers); the caller verifies them. */
   async fetchPiece(taskId: string, number: number, timeoutMs: number, signal: AbortSignal): Promise<Buffer> {
-    const res = await request(`${this.baseUrl}/tasks/${taskId}/pieces/${number}`, {
-      dispatcher: agent,
-      signal: AbortSignal.any([signal, this.abort.signal, AbortSignal.timeout(timeoutMs)]),
-      headersTimeout: timeoutMs,
-      bodyTimeout: timeoutMs,
-    });
-    if (res.statusCode === 429) {
-      res.body.resume();
-      throw new PieceFetchError('parent is busy', true);
-    }
-    if (res.statusCode !== 200) {
-      res.body.resume();
-      throw new PieceFetchError(`parent answered ${res.statusCode} for piece ${number}`);
-    }
-    const length = Number(res.headers['content-length']);
-    if (!Number.isSafeInteger(length) || length < 0 || length > MAX_PIECE_LENGTH) {
-      res.body.destroy();
-      throw new PieceFetchError(`parent sent a bad content-length for piece ${number}`);
-    }
-    const into = pieceBuffers.take(length);
     try {
-      return await readExactly(res.body, length, into);
+      return await getIntoBuffer(agent, `${this.baseUrl}/tasks/${taskId}/pieces/${number}`, {
+        signal: AbortSignal.any([signal, this.abort.signal, AbortSignal.timeout(timeoutMs)]),
+        headersTimeout: timeoutMs,
+        bodyTimeout: timeoutMs,
+        accept: (status, headers) => {
+          if (status === 429) throw new PieceFetchError('parent is busy', true);
+          if (status !== 200) throw new PieceFetchError(`parent answered ${status} for piece ${number}`);
+          const length = Number(headers['content-length']);
+          if (!Number.isSafeInteger(length) || length < 0 || length > MAX_PIECE_LENGTH) {
+            throw new PieceFetchError(`parent sent a bad content-length for piece ${number}`);
+          }
+          return pieceBuffers.take(length);
+        },
+        release: (buffer) => pieceBuffers.give(buffer),
+      });
     } catch (err) {
-      pieceBuffers.give(into);
       if (err instanceof ShortBodyError) throw new PieceFetchError(`piece ${number}: ${err.message}`);
       throw err;
     }

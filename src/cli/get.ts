@@ -41,6 +41,13 @@ export function getCommand(): Command {
     .option('--socket <path>', 'the daemon API socket', defaultSocket())
     .option('--no-progress', 'do not show the progress bar')
     .option(
+      '--copy',
+      'write FILE as an independent copy; by default the daemon hard-links FILE to its stored copy when ' +
+        'both are on one filesystem (no bytes copied; FILE then shares its bytes with the cache, which ' +
+        'is re-verified before reuse if FILE is written to)',
+    )
+    .option('--force-hard-link', 'fail rather than copy when FILE cannot be hard-linked to the stored copy')
+    .option(
       '--transfer-from-daemon',
       'stream the content through the socket and write FILE here, instead of letting the daemon copy it ' +
         '(for a daemon that does not see this filesystem, e.g. in another container)',
@@ -56,6 +63,8 @@ export function getCommand(): Command {
         }
       }
       if (opts.priority !== undefined && opts.priority > 6) throw new UserError('--priority must be 0..6');
+      if (opts.copy && opts.forceHardLink)
+        throw new UserError('--copy and --force-hard-link exclude each other');
       const output = resolve(opts.output);
       const streamed = Boolean(opts.transferFromDaemon);
       const request: DownloadApiRequest = {
@@ -65,8 +74,9 @@ export function getCommand(): Command {
         application: opts.application,
         priority: opts.priority,
         headers: opts.header ?? {},
-        // By default the daemon copies the finished content to FILE in the kernel (atomically).
+        // By default the daemon hard-links (or copies) the finished content to FILE, atomically.
         output: streamed ? undefined : output,
+        outputMode: opts.copy ? 'copy' : opts.forceHardLink ? 'hard-link' : 'auto',
       };
       const taskId = await download(request, opts.socket, Boolean(opts.progress) && process.stderr.isTTY);
       if (streamed) await writeAtomically(opts.socket, taskId, output, opts.digest);

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { closeSync, openSync, statSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { Cluster, describeGet, sha256File, startOrigin, type TestOrigin } from '../helpers/index.js';
@@ -61,11 +62,32 @@ describe('daemon restart', () => {
       assert.equal(streamed.code, 0, `streamed get: ${describeGet(streamed)}`);
       assert.equal(await sha256File(join(dir, 'streamed.bin')), file.sha256, 'streamed get: output differs');
 
+      // Outputs on the daemon's filesystem are hard links to its copy; --copy writes an independent file.
+      assert.equal(statSync(join(dir, 'second.bin')).nlink >= 2, true, 'second.bin is not a hard link');
+      const copied = await second.get(file.url, join(dir, 'copied.bin'), ['--copy']);
+      assert.equal(copied.code, 0, `get --copy: ${describeGet(copied)}`);
+      assert.equal(statSync(join(dir, 'copied.bin')).nlink, 1, 'get --copy made a hard link');
+      assert.equal(await sha256File(join(dir, 'copied.bin')), file.sha256, 'get --copy: output differs');
+
       const m = await second.metrics();
       const moved =
         m.value('damselfly_download_traffic_bytes_total', { type: 'p2p' }) +
         m.value('damselfly_download_traffic_bytes_total', { type: 'back_to_source' });
       assert.equal(moved, 0, 'the restarted daemon downloaded bytes instead of using its store');
+
+      // Writing into a hard-linked output changes the daemon's copy: the next get notices (every piece is
+      // re-checked once the file's mtime moved), drops the task and fetches it again: right bytes.
+      const fd = openSync(join(dir, 'second.bin'), 'r+');
+      writeSync(fd, Buffer.from('changed by the user'), 0, 19, 5 * MiB);
+      closeSync(fd);
+      const fresh = await second.get(file.url, join(dir, 'after-change.bin'));
+      assert.equal(fresh.code, 0, `get after the output was changed: ${describeGet(fresh)}`);
+      assert.equal(
+        await sha256File(join(dir, 'after-change.bin')),
+        file.sha256,
+        'changed bytes were handed out',
+      );
+      assert.ok(origin.bytesServed(file.path) >= servedBefore + file.size, 'the task was not fetched again');
     });
   });
 });

@@ -1,15 +1,20 @@
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import {
+  closeSync,
   existsSync,
   mkdirSync,
   mkdtempSync,
+  openSync,
   readdirSync,
   readFileSync,
   rmSync,
   statSync,
   truncateSync,
+  utimesSync,
   writeFileSync,
+  writeSync,
 } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -553,6 +558,62 @@ describe('TaskStorage', () => {
     assert.deepEqual(readFileSync(join(outDir, 'out.bin')), t.bytes);
     await assert.rejects(s.exportTo(t.id, join(outDir, 'missing-dir', 'out.bin')), storageCode('EEXPORT'));
     assert.deepEqual(readdirSync(outDir), ['out.bin']);
+    s.close();
+  });
+
+  it('exportTo hard-links by default, copies on request and falls back to a copy across filesystems', async (t) => {
+    const dir = tempDir();
+    const s = TaskStorage.open(options(dir));
+    const task = await fullTask(s, 'deliver', 2 * 1024 + 7, 1024);
+    s.markSucceeded(task.id);
+    const outDir = tempDir();
+    const linked = join(outDir, 'linked.bin');
+    assert.equal(await s.exportTo(task.id, linked), 'hard-link');
+    assert.equal(statSync(linked).ino, statSync(s.contentPath(task.id)).ino);
+    const copied = join(outDir, 'copied.bin');
+    assert.equal(await s.exportTo(task.id, copied, 'copy'), 'copy');
+    assert.notEqual(statSync(copied).ino, statSync(s.contentPath(task.id)).ino);
+    assert.deepEqual(readFileSync(copied), task.bytes);
+    // Another filesystem: a tmpfs mounted for the test (CI runs as root).
+    if (process.getuid?.() !== 0) return t.skip('needs root to mount a tmpfs');
+    const other = tempDir();
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'damselfly-test', other]);
+    try {
+      assert.equal(await s.exportTo(task.id, join(other, 'auto.bin')), 'copy');
+      assert.deepEqual(readFileSync(join(other, 'auto.bin')), task.bytes);
+      await assert.rejects(
+        s.exportTo(task.id, join(other, 'forced.bin'), 'hard-link'),
+        storageCode('EEXPORT'),
+      );
+      assert.deepEqual(readdirSync(other), ['auto.bin']);
+    } finally {
+      execFileSync('umount', [other]);
+    }
+    s.close();
+  });
+
+  it('a write through a hard-linked output is caught before the content is handed out again', async () => {
+    const dir = tempDir();
+    const s = TaskStorage.open(options(dir));
+    const task = await fullTask(s, 'modified', 3 * 1024, 1024);
+    s.markSucceeded(task.id);
+    const outDir = tempDir();
+    const first = join(outDir, 'first.bin');
+    await s.exportTo(task.id, first);
+    // Touching without changing bytes is harmless: every piece is checked and the export goes on.
+    const later = new Date(Date.now() + 5000);
+    utimesSync(first, later, later);
+    assert.equal(await s.exportTo(task.id, join(outDir, 'touched.bin')), 'hard-link');
+    const fd = openSync(first, 'r+');
+    writeSync(fd, Buffer.from('tampered'), 0, 8, 1500);
+    closeSync(fd);
+    await assert.rejects(s.exportTo(task.id, join(outDir, 'second.bin')), storageCode('ECORRUPT'));
+    assert.equal(
+      s.getTask(task.id),
+      undefined,
+      'the changed task is removed, so the next get fetches it again',
+    );
+    assert.ok(!existsSync(join(outDir, 'second.bin')));
     s.close();
   });
 

@@ -26,6 +26,12 @@ export const downloadRequestSchema = z
       .string()
       .refine((p) => isAbsolute(p) && !p.includes('\0'), 'must be an absolute path')
       .optional(),
+    /**
+     * How the content reaches `output`: 'auto' hard-links it to the daemon's copy when both are on one
+     * filesystem (no bytes copied) and copies otherwise; 'hard-link' fails rather than copy; 'copy' always
+     * writes an independent file.
+     */
+    outputMode: z.enum(['auto', 'hard-link', 'copy']).default('auto'),
   })
   .strict();
 export type DownloadApiRequest = z.infer<typeof downloadRequestSchema>;
@@ -40,5 +46,13 @@ export type DownloadEvent =
       p2pBytes: number;
       sourceBytes: number;
     }
-  | { event: 'done'; taskId: string; contentLength: number; p2pBytes: number; sourceBytes: number }
+  | {
+      event: 'done';
+      taskId: string;
+      contentLength: number;
+      p2pBytes: number;
+      sourceBytes: number;
+      /** How the content reached the output, when one was given. */
+      delivery?: 'hard-link' | 'copy';
+    }
   | { event: 'error'; message: string };

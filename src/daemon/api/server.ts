@@ -5,7 +5,7 @@ import { dirname } from 'node:path';
 import type { Logger } from '../../observability/index.js';
 import { isTaskId } from '../../task/index.js';
 import type { Downloads } from '../download/downloads.js';
-import type { TaskStorage } from '../storage/index.js';
+import { type Delivery, StorageError, type TaskStorage } from '../storage/index.js';
 import { type DownloadEvent, downloadRequestSchema } from './protocol.js';
 
 const MAX_BODY = 1024 * 1024;
@@ -91,26 +91,39 @@ export class ApiServer {
       const issue = parsed.error.issues[0]!;
       return json(res, 400, { error: `${issue.path.join('.') || 'body'}: ${issue.message}` });
     }
+    const request = parsed.data;
     let handle: ReturnType<Downloads['start']>;
     try {
-      handle = this.downloads.start(parsed.data);
+      handle = this.downloads.start(request);
     } catch (err) {
       return json(res, 400, { error: (err as Error).message });
     }
     res.writeHead(200, { 'content-type': 'application/x-ndjson' });
     const send = (e: DownloadEvent) => res.write(`${JSON.stringify(e)}\n`);
     send({ event: 'started', taskId: handle.taskId, peerId: handle.task.peerId });
-    const p = handle.task.progress;
-    const ticker = setInterval(() => send({ event: 'progress', ...p }), 200);
+    const ticker = setInterval(() => send({ event: 'progress', ...handle.task.progress }), 200);
     try {
       await handle.done;
-      if (parsed.data.output) await this.storage.exportTo(handle.taskId, parsed.data.output);
+      let delivery: Delivery | undefined;
+      if (request.output) {
+        try {
+          delivery = await this.storage.exportTo(handle.taskId, request.output, request.outputMode);
+        } catch (err) {
+          if (!(err instanceof StorageError && err.code === 'ECORRUPT')) throw err;
+          // The stored copy was changed through an earlier hard-linked output and is gone: fetch it again.
+          handle = this.downloads.start(request);
+          await handle.done;
+          delivery = await this.storage.exportTo(handle.taskId, request.output, request.outputMode);
+        }
+      }
+      const p = handle.task.progress;
       send({
         event: 'done',
         taskId: handle.taskId,
         contentLength: p.contentLength,
         p2pBytes: p.p2pBytes,
         sourceBytes: p.sourceBytes,
+        delivery,
       });
     } catch (err) {
       send({ event: 'error', message: (err as Error).message });

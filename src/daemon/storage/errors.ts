@@ -12,7 +12,9 @@ export type StorageErrorCode =
   /** markSucceeded on a task whose pieces are not all present or whose length is unknown. */
   | 'EINCOMPLETE'
   /** Writing a finished task's content out to a path failed. */
-  | 'EEXPORT';
+  | 'EEXPORT'
+  /** A finished task's bytes no longer match its piece digests (written through a hard-linked output). */
+  | 'ECORRUPT';
 
 export class StorageError extends Error {
   override readonly name = 'StorageError';

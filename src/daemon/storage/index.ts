@@ -1,3 +1,3 @@
 export { StorageError, type StorageErrorCode } from './errors.js';
-export { TaskStorage, type TaskStorageEvents } from './task-storage.js';
+export { type Delivery, type ExportMode, TaskStorage, type TaskStorageEvents } from './task-storage.js';
 export type { PieceRecord, StorageOptions, StorageUsage, TaskMeta, TaskRecord, TaskState } from './types.js';

@@ -14,9 +14,10 @@ import {
   statSync,
   truncateSync,
 } from 'node:fs';
-import { copyFile, type FileHandle, open, rename, rm } from 'node:fs/promises';
+import { copyFile, type FileHandle, link, open, rename, rm, stat } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { createLogger, type Logger } from '../../observability/index.js';
+import { pieceDigest } from '../../task/index.js';
 import { checkDigest, checkPieceNumber, checkTaskId, isErrno, StorageError } from './errors.js';
 import { MetadataStore } from './metadata.js';
 import type { PieceRecord, StorageOptions, StorageUsage, TaskMeta, TaskRecord } from './types.js';
@@ -53,6 +54,8 @@ interface TaskEntry {
   /** Writes in flight, so that concurrent writes of the same piece do the I/O once. */
   writing: Map<number, Promise<void>>;
   persistedAccessedAt: number;
+  /** The content file's mtime when verifyIfModified last found every piece intact. */
+  verifiedMtime?: number;
   /** The directory entries leading to the content file have been fsynced in this process. */
   dirSynced: boolean;
   /**
@@ -69,6 +72,12 @@ interface TaskEntry {
 }
 
 const NO_FD = { fd: null, fdOpening: null, fdUsers: 0, syncing: null, nextSync: null } as const;
+/** How `exportTo` delivers: 'auto' hard-links and falls back to a copy; 'hard-link' never copies. */
+export type ExportMode = 'auto' | 'hard-link' | 'copy';
+export type Delivery = 'hard-link' | 'copy';
+/** link(2) errors that mean "this filesystem or place cannot share the inode": copy instead. */
+const LINK_REFUSALS = new Set(['EXDEV', 'EPERM', 'EMLINK', 'ENOTSUP', 'EOPNOTSUPP', 'EACCES']);
+
 /** Content files kept open at most; beyond that the least recently used idle one is closed. */
 const MAX_OPEN_FILES = 64;
 
@@ -476,34 +485,81 @@ export class TaskStorage extends EventEmitter<TaskStorageEvents> {
   }
 
   /**
-   * Writes a finished task's content to `output` atomically: an in-kernel copy (copy_file_range, or a
-   * reflink where the filesystem has them) to a temp file beside it, fsync, rename. On any failure the
-   * temp file is removed and nothing appears at `output`.
+   * Delivers a finished task's content to `output` atomically: a hard link to the content file (no copy:
+   * the bytes are already durable) renamed into place, or, when linking is impossible (another
+   * filesystem) or `mode` is 'copy', an in-kernel copy (copy_file_range, or a reflink where the filesystem
+   * has them) to a temp file beside it, fsynced and renamed. On any failure nothing appears at `output`.
+   * A hard-linked output shares its bytes with the task: see `verifyIfModified` for writes through it.
    */
-  async exportTo(taskId: string, output: string): Promise<void> {
+  async exportTo(taskId: string, output: string, mode: ExportMode = 'auto'): Promise<Delivery> {
     const id = checkTaskId(taskId);
-    const r = this.entry(id).record;
-    if (r.state !== 'succeeded') throw new StorageError('EINCOMPLETE', `task ${id} is not complete`);
+    const entry = this.entry(id);
+    if (entry.record.state !== 'succeeded')
+      throw new StorageError('EINCOMPLETE', `task ${id} is not complete`);
     const release = this.acquire(id);
     const temp = join(
       dirname(output),
       `.${basename(output)}.damselfly-${randomBytes(4).toString('hex')}.tmp`,
     );
     try {
-      await copyFile(this.contentPath(id), temp, fsConstants.COPYFILE_EXCL | fsConstants.COPYFILE_FICLONE);
-      const handle = await open(temp, 'r');
-      try {
-        await handle.sync();
-      } finally {
-        await handle.close();
+      await this.verifyIfModified(entry);
+      const delivery = mode === 'copy' ? 'copy' : await this.linkOrRefuse(id, temp, mode === 'hard-link');
+      if (delivery === 'copy') {
+        await copyFile(this.contentPath(id), temp, fsConstants.COPYFILE_EXCL | fsConstants.COPYFILE_FICLONE);
+        const handle = await open(temp, 'r');
+        try {
+          await handle.sync();
+        } finally {
+          await handle.close();
+        }
       }
       await rename(temp, output);
+      return delivery;
     } catch (err) {
       await rm(temp, { force: true }).catch(() => undefined);
+      if (err instanceof StorageError) throw err;
       throw new StorageError('EEXPORT', `cannot write ${output}: ${(err as Error).message}`, { cause: err });
     } finally {
       release();
     }
+  }
+
+  /** 'hard-link' when `temp` now names the content file; 'copy' when the filesystem refuses links. */
+  private async linkOrRefuse(id: string, temp: string, force: boolean): Promise<Delivery> {
+    try {
+      await link(this.contentPath(id), temp);
+      return 'hard-link';
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code ?? '';
+      if (force || !LINK_REFUSALS.has(code)) throw err;
+      return 'copy';
+    }
+  }
+
+  /**
+   * A hard-linked output is the content file under another name, so a write to it (by root: the file
+   * belongs to the daemon) changes the task's bytes. Nothing writes a succeeded task's file otherwise, so
+   * an mtime after the task finished means "check every piece": a changed piece removes the task
+   * (ECORRUPT; the next download fetches it again) rather than handing out the changed bytes. Peers need
+   * no such check: they verify every piece they receive.
+   */
+  private async verifyIfModified(entry: TaskEntry): Promise<void> {
+    const id = entry.record.id;
+    const { mtimeMs } = await stat(this.contentPath(id));
+    // +1: finishedAt is whole milliseconds taken after the last write, mtime has nanoseconds.
+    if (mtimeMs <= (entry.record.finishedAt ?? Infinity) + 1 || mtimeMs === entry.verifiedMtime) return;
+    const buffer = Buffer.allocUnsafe(entry.record.pieceLength);
+    for (const piece of entry.pieces.values()) {
+      const bytes = await this.withFile(entry, (fh) =>
+        readFully(fh, piece.length, piece.offset, buffer.subarray(0, piece.length)),
+      );
+      if (pieceDigest(bytes) !== piece.digest) {
+        this.log.warn({ taskId: id, piece: piece.number }, 'stored content was modified, task removed');
+        await this.remove(entry, 'modified');
+        throw new StorageError('ECORRUPT', `task ${id}: the stored content was modified after download`);
+      }
+    }
+    entry.verifiedMtime = mtimeMs;
   }
 
   /**

@@ -88,6 +88,16 @@ describe('daemon restart', () => {
         'changed bytes were handed out',
       );
       assert.ok(origin.bytesServed(file.path) >= servedBefore + file.size, 'the task was not fetched again');
+
+      // The same holds when the content is streamed through the socket instead of linked.
+      const served = origin.bytesServed(file.path);
+      const fd2 = openSync(join(dir, 'after-change.bin'), 'r+');
+      writeSync(fd2, Buffer.from('changed again'), 0, 13, 9 * MiB);
+      closeSync(fd2);
+      const viaSocket = await second.get(file.url, join(dir, 'via-socket.bin'), ['--transfer-from-daemon']);
+      assert.equal(viaSocket.code, 0, `streamed get after a change: ${describeGet(viaSocket)}`);
+      assert.equal(await sha256File(join(dir, 'via-socket.bin')), file.sha256, 'changed bytes were streamed');
+      assert.ok(origin.bytesServed(file.path) >= served + file.size, 'the task was not fetched again');
     });
   });
 });

@@ -5,7 +5,7 @@ import { dirname } from 'node:path';
 import type { Logger } from '../../observability/index.js';
 import { isTaskId } from '../../task/index.js';
 import type { Downloads } from '../download/downloads.js';
-import { type Delivery, StorageError, type TaskStorage } from '../storage/index.js';
+import type { TaskStorage } from '../storage/index.js';
 import { type DownloadEvent, downloadRequestSchema } from './protocol.js';
 
 const MAX_BODY = 1024 * 1024;
@@ -101,22 +101,13 @@ export class ApiServer {
     res.writeHead(200, { 'content-type': 'application/x-ndjson' });
     const send = (e: DownloadEvent) => res.write(`${JSON.stringify(e)}\n`);
     send({ event: 'started', taskId: handle.taskId, peerId: handle.task.peerId });
-    const ticker = setInterval(() => send({ event: 'progress', ...handle.task.progress }), 200);
+    const p = handle.task.progress;
+    const ticker = setInterval(() => send({ event: 'progress', ...p }), 200);
     try {
       await handle.done;
-      let delivery: Delivery | undefined;
-      if (request.output) {
-        try {
-          delivery = await this.storage.exportTo(handle.taskId, request.output, request.outputMode);
-        } catch (err) {
-          if (!(err instanceof StorageError && err.code === 'ECORRUPT')) throw err;
-          // The stored copy was changed through an earlier hard-linked output and is gone: fetch it again.
-          handle = this.downloads.start(request);
-          await handle.done;
-          delivery = await this.storage.exportTo(handle.taskId, request.output, request.outputMode);
-        }
-      }
-      const p = handle.task.progress;
+      const delivery = request.output
+        ? await this.storage.exportTo(handle.taskId, request.output, request.outputMode)
+        : undefined;
       send({
         event: 'done',
         taskId: handle.taskId,
@@ -133,9 +124,18 @@ export class ApiServer {
     }
   }
 
-  private content(id: string, state: string, contentLength: number, res: ServerResponse): void {
+  private async content(
+    id: string,
+    state: string,
+    contentLength: number,
+    res: ServerResponse,
+  ): Promise<void> {
     if (state !== 'succeeded') {
       json(res, 409, { error: `task ${id} is not complete` });
+      return;
+    }
+    if (!(await this.storage.checkIntact(id))) {
+      json(res, 410, { error: `task ${id} was modified after download and removed; download it again` });
       return;
     }
     const release = this.storage.acquire(id);

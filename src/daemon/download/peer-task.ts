@@ -124,7 +124,8 @@ export class PeerTask extends EventEmitter {
   /** Runs the download to the end; resolves when every piece is stored. */
   async run(signal: AbortSignal): Promise<void> {
     const task = this.deps.storage.getTask(this.taskId);
-    if (task?.state === 'succeeded') {
+    // A stored task is reused only while intact (see TaskStorage.checkIntact); a changed one is gone now.
+    if (task?.state === 'succeeded' && (await this.deps.storage.checkIntact(this.taskId))) {
       this.deps.storage.touch(this.taskId);
       this.progress.contentLength = task.contentLength;
       this.progress.completedLength = task.contentLength;

@@ -54,7 +54,7 @@ interface TaskEntry {
   /** Writes in flight, so that concurrent writes of the same piece do the I/O once. */
   writing: Map<number, Promise<void>>;
   persistedAccessedAt: number;
-  /** The content file's mtime when verifyIfModified last found every piece intact. */
+  /** The content file's mtime when checkIntact last found every piece intact. */
   verifiedMtime?: number;
   /** The directory entries leading to the content file have been fsynced in this process. */
   dirSynced: boolean;
@@ -489,7 +489,7 @@ export class TaskStorage extends EventEmitter<TaskStorageEvents> {
    * the bytes are already durable) renamed into place, or, when linking is impossible (another
    * filesystem) or `mode` is 'copy', an in-kernel copy (copy_file_range, or a reflink where the filesystem
    * has them) to a temp file beside it, fsynced and renamed. On any failure nothing appears at `output`.
-   * A hard-linked output shares its bytes with the task: see `verifyIfModified` for writes through it.
+   * A hard-linked output shares its bytes with the task: see `checkIntact` for writes through it.
    */
   async exportTo(taskId: string, output: string, mode: ExportMode = 'auto'): Promise<Delivery> {
     const id = checkTaskId(taskId);
@@ -502,7 +502,9 @@ export class TaskStorage extends EventEmitter<TaskStorageEvents> {
       `.${basename(output)}.damselfly-${randomBytes(4).toString('hex')}.tmp`,
     );
     try {
-      await this.verifyIfModified(entry);
+      if (!(await this.checkIntact(id))) {
+        throw new StorageError('ECORRUPT', `task ${id}: the stored content was modified after download`);
+      }
       const delivery = mode === 'copy' ? 'copy' : await this.linkOrRefuse(id, temp, mode === 'hard-link');
       if (delivery === 'copy') {
         await copyFile(this.contentPath(id), temp, fsConstants.COPYFILE_EXCL | fsConstants.COPYFILE_FICLONE);
@@ -537,18 +539,20 @@ export class TaskStorage extends EventEmitter<TaskStorageEvents> {
   }
 
   /**
-   * A hard-linked output is the content file under another name, so a write to it (by root: the file
-   * belongs to the daemon) changes the task's bytes. Nothing writes a succeeded task's file otherwise, so
-   * an mtime after the task finished means "check every piece": a changed piece removes the task
-   * (ECORRUPT; the next download fetches it again) rather than handing out the changed bytes. Peers need
-   * no such check: they verify every piece they receive.
+   * Whether a succeeded task's content still matches its piece digests; a changed task is removed (so the
+   * next download fetches it again) and false returned. A hard-linked output is the content file under
+   * another name, so a write to it (by root: the file belongs to the daemon) changes the task's bytes.
+   * Nothing writes a succeeded task's file otherwise, so only an mtime after the task finished costs a
+   * check of every piece; otherwise this is one stat. Peers need no such check: they verify every piece
+   * they receive.
    */
-  private async verifyIfModified(entry: TaskEntry): Promise<void> {
-    const id = entry.record.id;
+  async checkIntact(taskId: string): Promise<boolean> {
+    const entry = this.entry(checkTaskId(taskId));
+    const { id, finishedAt, pieceLength } = entry.record;
     const { mtimeMs } = await stat(this.contentPath(id));
     // +1: finishedAt is whole milliseconds taken after the last write, mtime has nanoseconds.
-    if (mtimeMs <= (entry.record.finishedAt ?? Infinity) + 1 || mtimeMs === entry.verifiedMtime) return;
-    const buffer = Buffer.allocUnsafe(entry.record.pieceLength);
+    if (mtimeMs <= (finishedAt ?? Infinity) + 1 || mtimeMs === entry.verifiedMtime) return true;
+    const buffer = Buffer.allocUnsafe(pieceLength);
     for (const piece of entry.pieces.values()) {
       const bytes = await this.withFile(entry, (fh) =>
         readFully(fh, piece.length, piece.offset, buffer.subarray(0, piece.length)),
@@ -556,10 +560,11 @@ export class TaskStorage extends EventEmitter<TaskStorageEvents> {
       if (pieceDigest(bytes) !== piece.digest) {
         this.log.warn({ taskId: id, piece: piece.number }, 'stored content was modified, task removed');
         await this.remove(entry, 'modified');
-        throw new StorageError('ECORRUPT', `task ${id}: the stored content was modified after download`);
+        return false;
       }
     }
     entry.verifiedMtime = mtimeMs;
+    return true;
   }
 
   /**

@@ -4,13 +4,16 @@
  * piece made the garbage collector and the kernel (fresh pages are faulted in and zeroed) the largest CPU
  * cost per byte. Buffers come in power-of-two capacities; `take` returns a view of exactly the length asked.
  *
+ * The memory is shared (SharedArrayBuffer) so that a worker thread can hash a piece in place
+ * (piece-hasher.ts).
+ *
  * Lifetime rule: `give` a buffer back only when nothing reads or writes it any more (its file write and
  * socket write have completed, and no caller keeps a reference). A buffer given back twice is ignored.
  */
 export class BufferPool {
-  private readonly free = new Map<number, ArrayBuffer[]>();
+  private readonly free = new Map<number, SharedArrayBuffer[]>();
   /** Buffers this pool made and that are out (taken): only these are accepted back. */
-  private readonly out = new WeakSet<ArrayBuffer>();
+  private readonly out = new WeakSet<SharedArrayBuffer>();
   private freeBytes = 0;
 
   constructor(
@@ -24,7 +27,7 @@ export class BufferPool {
     const list = this.free.get(capacity);
     let ab = list?.pop();
     if (ab) this.freeBytes -= capacity;
-    else ab = new ArrayBuffer(capacity);
+    else ab = new SharedArrayBuffer(capacity);
     this.out.add(ab);
     return Buffer.from(ab, 0, length);
   }
@@ -32,7 +35,7 @@ export class BufferPool {
   give(buf: Uint8Array | null | undefined): void {
     if (!buf) return;
     const ab = buf.buffer;
-    if (!(ab instanceof ArrayBuffer) || !this.out.has(ab)) return;
+    if (!(ab instanceof SharedArrayBuffer) || !this.out.has(ab)) return;
     this.out.delete(ab);
     if (this.freeBytes + ab.byteLength > this.maxFreeBytes) return;
     const list = this.free.get(ab.byteLength) ?? [];

@@ -17,9 +17,10 @@ import {
   type TaskInfo,
 } from '../../rpc/index.js';
 import { statSource } from '../../source/index.js';
-import { pieceCount, pieceDigest, pieceLengthFor, pieceRange } from '../../task/index.js';
+import { pieceCount, pieceLengthFor, pieceRange } from '../../task/index.js';
 import { pieceBuffers } from '../buffer-pool.js';
 import type { DaemonMetrics } from '../metrics.js';
+import { pieceHasher } from '../piece-hasher.js';
 import type { TokenBucket } from '../rate-limiter.js';
 import type { SchedulerConnection } from '../scheduler-connection.js';
 import type { TaskStorage } from '../storage/index.js';
@@ -422,7 +423,7 @@ export class PeerTask extends EventEmitter {
     try {
       await this.deps.downloadLimiter.take(range.length, signal);
       data = await parent.fetchPiece(this.taskId, number, this.deps.pieceTimeoutMs, signal);
-      const digest = pieceDigest(data);
+      const digest = await pieceHasher.digest(data);
       const expected = this.digests.get(number);
       if (data.length !== range.length || digest !== expected) {
         this.deps.metrics.pieceVerifyFailures.inc();

@@ -1,7 +1,8 @@
 import { fetchRange, fetchWhole, SourceError } from '../../source/index.js';
-import { type PieceRange, pieceDigest, pieceRange } from '../../task/index.js';
+import { type PieceRange, pieceRange } from '../../task/index.js';
 import { pieceBuffers } from '../buffer-pool.js';
 import type { DaemonMetrics } from '../metrics.js';
+import { pieceHasher } from '../piece-hasher.js';
 import type { TokenBucket } from '../rate-limiter.js';
 import type { TaskStorage } from '../storage/index.js';
 
@@ -134,7 +135,7 @@ export class SourceFetcher {
   /** Hashes and stores a piece, then gives its buffer back to the pool (the write has completed). */
   private async store(range: PieceRange, data: Buffer, costMs: number): Promise<void> {
     try {
-      const digest = pieceDigest(data);
+      const digest = await pieceHasher.digest(data);
       await this.deps.storage.writePiece(this.taskId, { ...range, digest }, data);
       this.onPiece({ ...range, digest, costMs });
     } finally {

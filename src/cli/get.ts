@@ -32,7 +32,12 @@ export function getCommand(): Command {
     .option('--digest <algo:hex>', 'expected whole-file digest, e.g. sha256:<64 hex>')
     .option('--tag <tag>', 'tag: different tags make different tasks for the same URL')
     .option('--application <name>', 'application name, part of the task id')
-    .option('--priority <0-6>', 'download priority (Dragonfly levels)', intOption('--priority'))
+    .option(
+      '--priority <0-6>',
+      'what may fetch a task no peer has yet (Dragonfly levels): 1 refuses it, 2 takes it from peers only ' +
+        '(never the source), 3 fetches the source itself, 0 and 4-6 (default 0) have a seed peer fetch it',
+      intOption('--priority'),
+    )
     .option(
       '-H, --header <header>',
       "request header sent to the origin, 'Name: value' (repeatable)",

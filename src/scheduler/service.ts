@@ -25,6 +25,7 @@ import {
   type StatPeerRequest,
   type StatTaskRequest,
 } from '../rpc/index.js';
+import { firstDownload, mayBackToSource, refusalReason } from '../task/index.js';
 import { type ScheduleResult, SchedulerMetrics } from './metrics.js';
 import {
   type Host,
@@ -422,6 +423,7 @@ export class SchedulerCore {
     const peer = this.store.addPeer(task, host, req.peerId, download, now);
     peer.connection = stream;
     stream.peer = peer;
+    const stateBefore = task.state;
     if (task.state !== 'Succeeded') task.state = 'Running';
     const log = this.log.child({ taskId: task.id, peerId: peer.id });
     log.info(
@@ -447,7 +449,14 @@ export class SchedulerCore {
     }
     peer.state = 'ReceivedNormal';
     if (!this.taskHasDataSource(task, peer, now)) {
-      const seeds = this.config.seedPeer.enable && host.type === 'normal' ? this.availableSeeds(host) : [];
+      const plan = firstDownload(download.priority);
+      if (plan === 'forbidden' || plan === 'peers-only') {
+        this.failPeer(peer, refusalReason(plan));
+        task.state = stateBefore; // nothing was started for it
+        return;
+      }
+      const seedWanted = plan === 'seed' && this.config.seedPeer.enable && host.type === 'normal';
+      const seeds = seedWanted ? this.availableSeeds(host) : [];
       if (seeds.length > 0) {
         this.maybeTriggerSeed(task, peer, seeds, now);
       } else if (this.canBackToSource(peer)) {
@@ -672,7 +681,7 @@ export class SchedulerCore {
   }
 
   private canBackToSource(peer: Peer): boolean {
-    if (peer.download.disableBackToSource) return false;
+    if (peer.download.disableBackToSource || !mayBackToSource(peer.download.priority)) return false;
     const now = this.now();
     let active = 0;
     for (const p of peer.task.peers.values()) {
@@ -767,7 +776,7 @@ export class SchedulerCore {
       return;
     }
     if (peer.scheduleCount >= scheduling.retryLimit) {
-      this.failBySchedule(
+      this.failPeer(
         peer,
         `no parent found after ${peer.scheduleCount} attempts and back-to-source is not allowed`,
       );
@@ -825,14 +834,15 @@ export class SchedulerCore {
     this.log.info({ taskId: peer.task.id, peerId: peer.id, reason: description }, 'peer sent back to source');
   }
 
-  private failBySchedule(peer: Peer, description: string): void {
+  /** Ends the peer's download with `failed`: no parent, or its priority forbids what is possible. */
+  private failPeer(peer: Peer, description: string): void {
     const conn = peer.connection;
     conn?.send(respond({ case: 'failed', value: { description } }));
     this.endSchedule(peer, 'failed');
     peer.state = 'Failed';
     peer.task.dag.deleteVertex(peer.id);
     this.metrics.peerFailedTotal.inc({ type: 'p2p' });
-    this.log.warn({ taskId: peer.task.id, peerId: peer.id, reason: description }, 'peer failed: no parent');
+    this.log.warn({ taskId: peer.task.id, peerId: peer.id, reason: description }, 'peer failed');
     conn?.end();
   }
 

@@ -1,3 +1,4 @@
 export * from './digest.js';
 export * from './piece.js';
+export * from './priority.js';
 export * from './task-id.js';

@@ -71,12 +71,13 @@ describe('P2P faults', () => {
   let origin: TestOrigin;
   let cluster: Cluster;
   let peer: Daemon;
+  let seed: Daemon;
 
   before(async () => {
     origin = await startOrigin();
     cluster = await Cluster.create('faults');
     await cluster.startScheduler();
-    await cluster.startDaemon({ name: 'seed', seedPeer: true });
+    seed = await cluster.startDaemon({ name: 'seed', seedPeer: true });
     peer = await cluster.startDaemon({ name: 'peer' });
   });
 
@@ -303,6 +304,42 @@ describe('P2P faults', () => {
         );
       }
       assert.equal(origin.requestsFor('/faults/no-daemon.bin').length, 0);
+    });
+  });
+
+  it('--priority: 1 and 2 refuse a task no peer has, 3 fetches the source itself, 2 then takes it from peers', {
+    timeout: 120_000,
+  }, async () => {
+    await cluster.withLogs(async () => {
+      const file = await origin.addFile('/faults/priority.bin', 12 * MiB);
+      const sourceBytes = async (d: Daemon) =>
+        (await d.metrics()).value('damselfly_download_traffic_bytes_total', { type: 'back_to_source' });
+      for (const level of ['1', '2']) {
+        const dir = await cluster.dir(`priority-${level}`);
+        const out = join(dir, 'out.bin');
+        const r = await peer.get(file.url, out, ['--priority', level]);
+        await assertFailedCleanly(r, dir, out);
+        assert.match(
+          r.stderr,
+          new RegExp(`priority ${level}`),
+          `stderr should name the priority: ${r.stderr}`,
+        );
+      }
+      assert.ok(origin.bytesServed(file.path) <= 1, 'a refused download reads nothing from the origin');
+
+      const seedBefore = await sourceBytes(seed);
+      const peerBefore = await sourceBytes(peer);
+      const dir = await cluster.dir('priority-3');
+      const out = join(dir, 'out.bin');
+      await assertGot(await peer.get(file.url, out, ['--priority', '3']), out, file.sha256, 'priority 3');
+      assert.equal((await sourceBytes(peer)) - peerBefore, file.size, 'LEVEL3: the peer fetched the source');
+      assert.equal((await sourceBytes(seed)) - seedBefore, 0, 'LEVEL3: the seed peer was not asked');
+
+      const other = await cluster.startDaemon({ name: 'priority-2' });
+      const out2 = join(dir, 'from-peers.bin');
+      await assertGot(await other.get(file.url, out2, ['--priority', '2']), out2, file.sha256, 'priority 2');
+      assert.equal(await sourceBytes(other), 0, 'LEVEL2: nothing from the source');
+      await other.stop();
     });
   });
 

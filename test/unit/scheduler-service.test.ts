@@ -437,6 +437,22 @@ describe('scheduler service (no seed peers)', () => {
     assert.equal((await client.statPeer({ taskId, peerId: 'peer-b' })).peer?.state, 'Failed');
   });
 
+  it('a LEVEL2 peer whose only parent fails is failed, never sent to the source', async () => {
+    const taskId = uniq('task');
+    const a = new TestPeer(client, 'host-a', taskId, 'peer-a');
+    a.register({ url: 'http://origin/l2' });
+    await a.expect('needBackToSource');
+    a.fetchFromSource(8 * MiB, [0]);
+    const b = new TestPeer(client, 'host-b', taskId, 'peer-b');
+    b.register({ url: 'http://origin/l2', priority: 2 });
+    await b.expect('normalTask');
+    b.send({ case: 'reschedulePeer', value: { failedParentIds: ['peer-a'], description: 'broken' } });
+    const failed = await b.expect('failed', 2000);
+    assert.match(failed.description, /back-to-source is not allowed/);
+    a.close();
+    b.close();
+  });
+
   it('a stream closed before finishing makes the peer leave', async () => {
     const taskId = uniq('task');
     const a = new TestPeer(client, 'host-a', taskId, 'peer-a');
@@ -533,6 +549,48 @@ describe('scheduler service (seed peers)', () => {
     await m.expect('normalTask');
     assert.ok(await seedTasks.quiet(50), 'no second trigger');
     for (const p of [n, s, m]) p.close();
+  });
+
+  it('priority decides how a task nobody has is first fetched (Dragonfly LEVEL1..6)', async () => {
+    const taskId = uniq('task');
+    const url = 'http://origin/prio';
+    const forbidden = new TestPeer(client, 'host-n', taskId, 'peer-l1');
+    forbidden.register({ url, priority: 1 });
+    assert.match((await forbidden.expect('failed')).description, /LEVEL1/);
+    assert.equal(await forbidden.responses.next(), undefined, 'the stream ends after failed');
+    const peersOnly = new TestPeer(client, 'host-n', taskId, 'peer-l2');
+    peersOnly.register({ url, priority: 2 });
+    assert.match((await peersOnly.expect('failed')).description, /LEVEL2.*source/);
+    assert.ok(await seedTasks.quiet(50), 'LEVEL1 and LEVEL2 do not trigger the seed');
+
+    const self = new TestPeer(client, 'host-n', uniq('task'), 'peer-l3');
+    self.register({ url, priority: 3 });
+    await self.expect('needBackToSource', 500);
+    assert.ok(await seedTasks.quiet(50), 'LEVEL3 fetches the source itself, not through the seed');
+
+    const n = new TestPeer(client, 'host-n', taskId, 'peer-l6');
+    n.register({ url, priority: 6 });
+    const trigger = await seedTasks.next();
+    assert.equal(trigger?.taskId, taskId, 'LEVEL6 triggers the seed');
+    const s = new TestPeer(client, 'seed-1', taskId, 'peer-seed');
+    s.register(trigger!.download!);
+    await s.expect('needBackToSource');
+    s.fetchFromSource(8 * MiB, [0]);
+    await n.expect('normalTask');
+
+    // Once the task is in the network, LEVEL1 and LEVEL2 peers are scheduled like any other.
+    await announce(client, 'host-m');
+    for (const [id, priority] of [
+      ['peer-l1b', 1],
+      ['peer-l2b', 2],
+    ] as const) {
+      const p = new TestPeer(client, 'host-m', taskId, id);
+      p.register({ url, priority });
+      const normal = await p.expect('normalTask');
+      assert.ok(normal.candidateParents.some((c) => c.id === 'peer-seed'));
+      p.close();
+    }
+    for (const p of [forbidden, peersOnly, self, n, s]) p.close();
   });
 
   it('a failed seed download sends waiting peers to the source at once', async () => {

@@ -17,7 +17,7 @@ import {
   type TaskInfo,
 } from '../../rpc/index.js';
 import { statSource } from '../../source/index.js';
-import { pieceCount, pieceLengthFor, pieceRange } from '../../task/index.js';
+import { mayBackToSource, pieceCount, pieceLengthFor, pieceRange } from '../../task/index.js';
 import { pieceBuffers } from '../buffer-pool.js';
 import type { DaemonMetrics } from '../metrics.js';
 import { pieceHasher } from '../piece-hasher.js';
@@ -501,8 +501,11 @@ export class PeerTask extends EventEmitter {
 
   private startBackToSource(report: boolean): void {
     if (this.mode === 'source' || this.mode === 'done') return;
-    if (this.request.disableBackToSource) {
-      this.outcome.reject(new DownloadError('no peer has this task and back-to-source is disabled'));
+    if (this.request.disableBackToSource || !mayBackToSource(this.request.priority ?? 0)) {
+      const why = this.request.disableBackToSource
+        ? 'back-to-source is disabled'
+        : 'priority 2 forbids the source';
+      this.outcome.reject(new DownloadError(`no peer has this task and ${why}`));
       return;
     }
     this.mode = 'source';

@@ -13,7 +13,7 @@
  * docs/benchmarks.md. DAMSELFLY_CLI selects another build of the CLI (as in the integration tests).
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, open, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { request as httpRequest } from 'node:http';
 import { cpus, loadavg, release, tmpdir, totalmem } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -25,6 +25,7 @@ import {
   type Daemon,
   freePort,
   ManagedProcess,
+  type MetricsSnapshot,
   type OriginFile,
   repoRoot,
   runGet,
@@ -89,6 +90,9 @@ const { values: args } = parseArgs({
     'source-runs': { type: 'string', default: '3' },
     out: { type: 'string', default: join(repoRoot, 'bench', 'results') },
     'no-verify': { type: 'boolean', default: false },
+    'no-drop-caches': { type: 'boolean', default: false },
+    // The seed's seedPeer.pieceHold (e.g. 0 to compare without super-seeding); default: the daemon's.
+    'seed-piece-hold': { type: 'string' },
     'quiet-pct': { type: 'string', default: '15' },
     'quiet-wait': { type: 'string', default: '300' },
     'max-other-pct': { type: 'string', default: '15' },
@@ -102,7 +106,8 @@ const { values: args } = parseArgs({
 if (args.help) {
   process.stdout.write(
     'node --import tsx bench/p2p.ts [--sizes 1GiB] [--peers 5,10,20] [--rate 100MiB]\n' +
-      '  [--modes p2p,direct,source] [--source-runs 3] [--out bench/results] [--no-verify] [--update-doc]\n' +
+      '  [--modes p2p,direct,source] [--source-runs 3] [--out bench/results] [--no-verify] [--no-drop-caches]\n' +
+      '  [--update-doc] [--seed-piece-hold 3s]\n' +
       '  [--quiet-pct 15] [--quiet-wait 300] [--max-other-pct 15] [--attempts 2] [--commit LABEL]\n' +
       'See docs/benchmarks.md ("P2P distribution") for what each option does.\n',
   );
@@ -119,6 +124,9 @@ const modes = new Set(args.modes.split(','));
 for (const m of modes) if (!['p2p', 'direct', 'source'].includes(m)) throw new Error(`unknown mode "${m}"`);
 const sourceRuns = Number(args['source-runs']);
 const verify = !args['no-verify'];
+const seedPieceHold = args['seed-piece-hold'];
+/** Back-to-source runs start from an empty page cache (root only), the same state for get and curl. */
+const dropCaches = !args['no-drop-caches'] && process.getuid?.() === 0;
 const outDir = resolve(args.out);
 const quietPct = Number(args['quiet-pct']);
 const quietWaitS = Number(args['quiet-wait']);
@@ -340,17 +348,47 @@ function runCurl(
   });
 }
 
-function runSync(path: string): Promise<void> {
+/**
+ * Writes back dirty pages and drops the page cache, so each timed run starts from the same state; then
+ * reads the origin's file back in, so the origin serves from memory as it did before.
+ */
+async function dropPageCache(originFile: string): Promise<void> {
+  if (!dropCaches) return;
+  await runSync();
+  await writeFile('/proc/sys/vm/drop_caches', '3\n');
+  const handle = await open(originFile, 'r');
+  try {
+    const buf = Buffer.allocUnsafe(4 * MiB);
+    while ((await handle.read(buf, 0, buf.length, null)).bytesRead > 0);
+  } finally {
+    await handle.close();
+  }
+}
+
+function runSync(path?: string): Promise<void> {
   return new Promise((resolvePromise, reject) => {
-    const child = spawn('sync', [path], { stdio: 'ignore' });
+    const child = spawn('sync', path ? [path] : [], { stdio: 'ignore' });
     children.add(child);
     child.once('error', reject);
     child.once('close', (code) => {
       children.delete(child);
       if (code === 0) resolvePromise();
-      else reject(new Error(`sync ${path} exited ${code}`));
+      else reject(new Error(`sync ${path ?? ''} exited ${code}`));
     });
   });
+}
+
+/** Counters (`*_total`) that are not zero, by `name{labels}`; `skip` leaves some out. */
+function nonZeroCounters(scrape: MetricsSnapshot, skip?: RegExp): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const s of scrape.samples) {
+    if (!/_total$/.test(s.name) || s.value === 0 || skip?.test(s.name)) continue;
+    const labels = Object.entries(s.labels)
+      .map(([k, v]) => `${k}="${v}"`)
+      .join(',');
+    out[labels ? `${s.name}{${labels}}` : s.name] = s.value;
+  }
+  return out;
 }
 
 /** One-line form of the daemon/scheduler configs (recorded in the results). */
@@ -368,6 +406,8 @@ interface PeerFigures {
   backToSourceBytes: number;
   uploadBytes: number;
   cpuS: number | null;
+  /** The daemon's non-zero counters (pieces, deferrals, refusals, failures), for reading a run. */
+  counters: Record<string, number>;
 }
 
 interface P2PRun {
@@ -490,7 +530,8 @@ async function startPeers(
   u: number,
 ): Promise<{ seed: Daemon; peers: Daemon[] }> {
   const yaml = uploadConfigYaml(u);
-  const seed = await cluster.startDaemon({ name: 'seed', seedPeer: true, configYaml: yaml });
+  const seedYaml = seedPieceHold === undefined ? yaml : `${yaml}seedPeer:\n  pieceHold: ${seedPieceHold}\n`;
+  const seed = await cluster.startDaemon({ name: 'seed', seedPeer: true, configYaml: seedYaml });
   const peers: Daemon[] = [];
   // A few at a time: twenty Node processes starting at once on two cores can miss the ready timeout.
   for (let i = 0; i < n; i += 5) {
@@ -564,16 +605,9 @@ async function runP2P(origin: TestOrigin, file: OriginFile, n: number, u: number
       }),
       uploadBytes: scrapes[i]!.value('damselfly_upload_traffic_bytes_total'),
       cpuS: cpuAfter[i] === null ? null : round(cpuAfter[i]! - cpuBefore[i]!),
+      counters: nonZeroCounters(scrapes[i]!, /_bytes_total$/),
     }));
-    const schedScrape = await scrapeMetrics(schedulerMetrics);
-    const schedulerFigures: Record<string, number> = {};
-    for (const s of schedScrape.samples) {
-      if (!/_total$/.test(s.name) || s.value === 0) continue;
-      const labels = Object.entries(s.labels)
-        .map(([k, v]) => `${k}="${v}"`)
-        .join(',');
-      schedulerFigures[labels ? `${s.name}{${labels}}` : s.name] = s.value;
-    }
+    const schedulerFigures = nonZeroCounters(await scrapeMetrics(schedulerMetrics));
 
     // When each peer had every piece (scheduler's `peer finished`), as opposed to when `get` had
     // also copied the content to its output file and fsynced it.
@@ -745,6 +779,8 @@ async function runDirect(origin: TestOrigin, file: OriginFile, n: number, u: num
 
 interface SourceRuns {
   runs: number;
+  /** Whether each run started from a dropped page cache (see dropPageCache). */
+  dropCaches: boolean;
   /** Before each run. */
   quietBefore: Quiet[];
   getS: number[];
@@ -855,6 +891,7 @@ async function runSource(origin: TestOrigin, file: OriginFile, runs: number): Pr
     };
     const timeGet = async (i: number) => {
       const path = join(out, `get${i}.bin`);
+      await dropPageCache(file.localPath);
       const before = origin.bytesServed(file.path);
       const cpuBefore = processCpuSeconds(daemon!.pid) ?? 0;
       const getCpuBefore = reapedChildrenCpuSeconds();
@@ -877,6 +914,7 @@ async function runSource(origin: TestOrigin, file: OriginFile, runs: number): Pr
     };
     const timeCurl = async (i: number) => {
       const path = join(out, `curl${i}.bin`);
+      await dropPageCache(file.localPath);
       const t0 = performance.now();
       const res = await runCurl(url, path, t0);
       if (res.code !== 0) throw new Error(`curl run ${i} failed: ${res.stderr}`);
@@ -904,6 +942,7 @@ async function runSource(origin: TestOrigin, file: OriginFile, runs: number): Pr
     const mibps = (s: number) => round(file.size / MiB / s, 1);
     const result: SourceRuns = {
       runs,
+      dropCaches,
       ...r,
       getMedianS,
       curlMedianS,
@@ -1045,7 +1084,7 @@ function markdown(res: Results): string {
     if (s.source) {
       const src = s.source;
       lines.push(
-        `Back-to-source throughput (no scheduler, unlimited origin, median of ${src.runs}): ` +
+        `Back-to-source throughput (no scheduler, unlimited origin, median of ${src.runs}${src.dropCaches ? ', each run from a dropped page cache' : ''}): ` +
           `\`get\` ${src.getMiBps} MiB/s (${src.getS.join(', ')} s), \`curl -o\` ${src.curlMiBps} MiB/s ` +
           `(${src.curlS.join(', ')} s) → ratio **${src.ratio}** (goal ≥ ${SOURCE_GOAL}: ${src.goalMet ? 'met' : 'not met'}); ` +
           `against \`curl -o\` + fsync (${src.curlFsyncMiBps} MiB/s) the ratio is ${src.ratioVsCurlFsync}. ` +

@@ -58,7 +58,14 @@ export const daemonConfigSchema = z
       .strict()
       .prefault({}),
     seedPeer: z
-      .object({ enable: z.boolean().default(false) })
+      .object({
+        enable: z.boolean().default(false),
+        /**
+         * Super-seeding: after uploading a piece, how long the seed sends other children to the peer that
+         * now has it instead of uploading it again; 0 serves every request.
+         */
+        pieceHold: duration().prefault('3s'),
+      })
       .strict()
       .prefault({}),
     scheduler: z

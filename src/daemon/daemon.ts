@@ -39,6 +39,7 @@ export async function startDaemon(config: DaemonConfig, logger: Logger): Promise
     config.upload.concurrentLimit,
     metrics,
     logger,
+    config.seedPeer.enable ? config.seedPeer.pieceHold : 0,
   );
   const uploadPort = await upload.listen(config.upload.listen, config.upload.port);
   const scheduler = new SchedulerConnection(

@@ -32,6 +32,16 @@ export class DaemonMetrics {
     help: 'Piece requests refused because the concurrent-upload limit was reached',
     registers: [this.registry],
   });
+  readonly uploadDeferred = new Counter({
+    name: 'damselfly_upload_deferred_total',
+    help: 'Piece requests a seed peer sent elsewhere because it had just uploaded that piece (super-seeding)',
+    registers: [this.registry],
+  });
+  readonly pieceHedges = new Counter({
+    name: 'damselfly_piece_hedges_total',
+    help: 'Pieces also requested from a second parent because the first was slow (the first copy wins)',
+    registers: [this.registry],
+  });
   readonly concurrentUploads = new Gauge({
     name: 'damselfly_concurrent_uploads',
     help: 'Pieces being served right now',

@@ -4,7 +4,7 @@ import { HostType, type Peer } from '../../rpc/index.js';
 import { getIntoBuffer, ShortBodyError } from '../../source/index.js';
 import { MAX_PIECE_LENGTH } from '../../task/index.js';
 import { pieceBuffers } from '../buffer-pool.js';
-import type { PieceSyncMessage } from '../upload/server.js';
+import { PIECE_DEFERRED_HEADER, type PieceSyncMessage } from '../upload/server.js';
 
 /** Keep-alive connections to parents' upload servers, shared by all downloads of this daemon. */
 const agent = new Agent({ connections: 16, keepAliveTimeout: 30_000, pipelining: 0 });
@@ -14,6 +14,8 @@ export class PieceFetchError extends Error {
     message: string,
     /** The parent refused for now (busy); try it again later. */
     readonly busy = false,
+    /** The parent refused this piece only, for this long (a seed that just uploaded it elsewhere). */
+    readonly deferredMs = 0,
   ) {
     super(message);
   }
@@ -29,6 +31,8 @@ export class Parent {
   inFlight = 0;
   failures = 0;
   busyUntil = 0;
+  /** Piece → Date.now() until which this parent refuses it (PIECE_DEFERRED_HEADER). */
+  private readonly deferred = new Map<number, number>();
   /** Bytes/s, exponentially weighted; 0 until the first piece. */
   speed = 0;
   done = false;
@@ -85,6 +89,14 @@ export class Parent {
         headersTimeout: timeoutMs,
         bodyTimeout: timeoutMs,
         accept: (status, headers) => {
+          const deferredMs = Number(headers[PIECE_DEFERRED_HEADER]);
+          if (status === 429 && deferredMs > 0) {
+            throw new PieceFetchError(
+              `piece ${number} deferred by the parent`,
+              false,
+              Math.min(deferredMs, 60_000),
+            );
+          }
           if (status === 429) throw new PieceFetchError('parent is busy', true);
           if (status !== 200) throw new PieceFetchError(`parent answered ${status} for piece ${number}`);
           const length = Number(headers['content-length']);
@@ -99,6 +111,20 @@ export class Parent {
       if (err instanceof ShortBodyError) throw new PieceFetchError(`piece ${number}: ${err.message}`);
       throw err;
     }
+  }
+
+  defer(piece: number, ms: number): void {
+    this.deferred.set(piece, Date.now() + ms);
+  }
+
+  /** Holds the piece and would serve it now. */
+  offers(piece: number, now: number): boolean {
+    if (!this.pieces.has(piece)) return false;
+    const until = this.deferred.get(piece);
+    if (until === undefined) return true;
+    if (until > now) return false;
+    this.deferred.delete(piece);
+    return true;
   }
 
   recordSpeed(bytes: number, ms: number): void {

@@ -345,7 +345,11 @@ export class PeerTask extends EventEmitter {
           return;
         }
         while (this.fetches < this.deps.concurrentPieceCount) {
-          const pick = this.pickPiece(missing) ?? this.pickSlowPiece();
+          let pick = this.pickPiece(missing);
+          if (!pick) {
+            pick = this.pickSlowPiece();
+            if (pick) this.deps.metrics.pieceHedges.inc();
+          }
           if (!pick) break;
           void this.fetchFromParent(pick.number, pick.parent, abort.signal);
         }
@@ -374,15 +378,17 @@ export class PeerTask extends EventEmitter {
   /**
    * Rarest first: of the pieces that can start now, the one held by the fewest parents (ties: this
    * peer's own random rotation, so peers that start together fetch different pieces and can trade).
-   * Pieces only the seed holds go first, while the common ones come from other peers.
+   * Pieces only the seed holds go first, while the common ones come from other peers; a seed uploads each
+   * piece once and defers the others who ask (Parent.offers), who then get it from the peer that has it.
    */
   private pickPiece(missing: number[]): { number: number; parent: Parent } | null {
     const { usable } = this.usableParents();
     if (usable.length === 0) return null;
+    const now = Date.now();
     let best: { number: number; holders: Parent[] } | null = null;
     for (const number of missing) {
       if (this.inFlight.has(number) || !this.digests.has(number)) continue;
-      const holders = usable.filter((p) => p.pieces.has(number));
+      const holders = usable.filter((p) => p.offers(number, now));
       if (holders.length === 0 || (best && holders.length >= best.holders.length)) continue;
       best = { number, holders };
       if (holders.length === 1) break;
@@ -403,7 +409,7 @@ export class PeerTask extends EventEmitter {
       const { parent, started } = running[0]!;
       const expected = parent.speed > 0 ? (this.layout!.pieceLength / parent.speed) * 1000 : HEDGE_AFTER_MS;
       if (now - started < Math.max(HEDGE_AFTER_MS, 3 * expected)) continue;
-      const others = usable.filter((p) => p !== parent && p.pieces.has(number));
+      const others = usable.filter((p) => p !== parent && p.offers(number, Date.now()));
       if (others.length > 0) return { number, parent: chooseParent(others) };
     }
     return null;
@@ -454,6 +460,10 @@ export class PeerTask extends EventEmitter {
       if (signal.aborted || parent.closed || this.mode !== 'p2p') return;
       if (err instanceof PieceFetchError && err.busy) {
         parent.busyUntil = Date.now() + 300;
+        return;
+      }
+      if (err instanceof PieceFetchError && err.deferredMs > 0) {
+        parent.defer(number, err.deferredMs);
         return;
       }
       parent.failures++;

@@ -6,8 +6,15 @@ import { pieceBuffers } from '../buffer-pool.js';
 import type { DaemonMetrics } from '../metrics.js';
 import type { TokenBucket } from '../rate-limiter.js';
 import { type PieceRecord, StorageError, type TaskStorage } from '../storage/index.js';
+import { SpreadGate } from './spread-gate.js';
 
 const WRITE_SLICE = 256 * 1024;
+
+/**
+ * On a 429 for one piece only (the seed uploaded it moments ago, see SpreadGate): milliseconds until the
+ * piece may be asked for here again. The parent itself is not busy; other pieces may be asked at once.
+ */
+export const PIECE_DEFERRED_HEADER = 'x-damselfly-piece-deferred';
 
 /** What the sync stream sends: task layout (once known) and the piece numbers the parent holds. */
 interface SyncWatcher {
@@ -29,7 +36,8 @@ export interface PieceSyncMessage {
  * Serves pieces to other peers over plain HTTP/1.1 (keep-alive):
  * - GET /tasks/<id>/pieces        NDJSON: the pieces held now, then each new one as it lands (SyncPieces)
  * - GET /tasks/<id>/pieces/<n>    the bytes of piece n
- * Only tasks in local storage are served; the concurrent-upload limit answers 429 when reached.
+ * Only tasks in local storage are served; the concurrent-upload limit answers 429 when reached. A seed
+ * peer (`pieceHoldMs` > 0) uploads a piece once and defers other askers for a while (SpreadGate).
  */
 export class UploadServer {
   private server: Server | null = null;
@@ -37,6 +45,7 @@ export class UploadServer {
   private uploads = 0;
   private failures = 0;
   private window = { start: Date.now(), bytes: 0, rate: 0 };
+  private readonly gate: SpreadGate;
 
   constructor(
     private readonly storage: TaskStorage,
@@ -44,7 +53,9 @@ export class UploadServer {
     private readonly concurrentLimit: number,
     private readonly metrics: DaemonMetrics,
     private readonly logger: Logger,
+    pieceHoldMs = 0,
   ) {
+    this.gate = new SpreadGate(pieceHoldMs);
     this.watchStorage();
   }
 
@@ -81,12 +92,12 @@ export class UploadServer {
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const m = /^\/tasks\/([^/?]+)\/pieces(?:\/(\d+))?(?:\?.*)?$/.exec(req.url ?? '');
     if (req.method !== 'GET' || !m || !isTaskId(m[1]!)) {
-      res.writeHead(404).end('not found\n');
+      answer(res, 404, 'not found\n');
       return;
     }
     const taskId = m[1]!;
     if (!this.storage.getTask(taskId)) {
-      res.writeHead(404).end('task not here\n');
+      answer(res, 404, 'task not here\n');
       return;
     }
     if (m[2] === undefined) this.syncPieces(taskId, req, res);
@@ -149,17 +160,27 @@ export class UploadServer {
   private async servePiece(taskId: string, number: number, res: ServerResponse): Promise<void> {
     const piece = this.storage.getPiece(taskId, number);
     if (!piece) {
-      res.writeHead(404).end('piece not here\n');
+      answer(res, 404, 'piece not here\n');
       return;
     }
     if (this.active >= this.concurrentLimit) {
       this.metrics.uploadRejected.inc();
-      res.writeHead(429, { 'retry-after': '1' }).end('busy\n');
+      answer(res, 429, 'busy\n', { 'retry-after': '1' });
+      return;
+    }
+    const gate = this.gate.ask(taskId, number);
+    if (!gate.serve) {
+      this.metrics.uploadDeferred.inc();
+      answer(res, 429, 'piece just uploaded to another peer; ask it\n', {
+        'retry-after': String(Math.ceil(gate.retryAfterMs / 1000)),
+        [PIECE_DEFERRED_HEADER]: String(gate.retryAfterMs),
+      });
       return;
     }
     this.active++;
     this.metrics.concurrentUploads.set(this.active);
     let release: (() => void) | null = null;
+    let completed = false;
     try {
       release = this.storage.acquire(taskId);
       // A pooled buffer, given back once the response is over ('close' follows the last socket write's
@@ -177,18 +198,20 @@ export class UploadServer {
         this.metrics.uploadTraffic.inc(slice.length);
       }
       res.end();
+      completed = true;
       this.uploads++;
       this.metrics.uploadPieces.inc();
       this.storage.touch(taskId);
     } catch (err) {
       if (err instanceof StorageError && !res.headersSent) {
         // Deleted or evicted between the check and the read.
-        res.writeHead(404).end('piece not here\n');
+        answer(res, 404, 'piece not here\n');
         return;
       }
       this.failures++;
       throw err;
     } finally {
+      this.gate.finished(taskId, number, completed);
       release?.();
       this.active--;
       this.metrics.concurrentUploads.set(this.active);
@@ -200,6 +223,19 @@ export class UploadServer {
     this.server.closeAllConnections();
     await new Promise<void>((resolve) => this.server!.close(() => resolve()));
   }
+}
+
+/**
+ * A short refusal with its length declared, so the child can read it to the end and keep the connection
+ * (without a length, writeHead + end(text) is sent chunked and the child drops the connection).
+ */
+function answer(
+  res: ServerResponse,
+  status: number,
+  text: string,
+  headers: Record<string, string> = {},
+): void {
+  res.writeHead(status, { ...headers, 'content-length': Buffer.byteLength(text) }).end(text);
 }
 
 /** Waits until `res` can take more data or is gone, leaving no listener behind. */

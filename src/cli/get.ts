@@ -1,13 +1,13 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { open, rename, unlink } from 'node:fs/promises';
 import { request as httpRequest, type IncomingMessage } from 'node:http';
-import { basename, dirname, join, resolve } from 'node:path';
+import { resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { SingleBar } from 'cli-progress';
 import { Command } from 'commander';
 import { apiSocketPath, daemonConfigSchema } from '../config/index.js';
 import type { DownloadApiRequest, DownloadEvent } from '../daemon/index.js';
-import { parseDigest } from '../task/index.js';
+import { parseDigest, stagingPathFor } from '../task/index.js';
 import { humanBytes } from './progress.js';
 import { intOption, UserError } from './run.js';
 
@@ -180,7 +180,7 @@ class ProgressBar {
 async function writeAtomically(socket: string, taskId: string, output: string, digest?: string) {
   const res = await call(socket, 'GET', `/v1/tasks/${taskId}/content`);
   if (res.statusCode !== 200) throw new UserError(await errorOf(res));
-  const temp = join(dirname(output), `.${basename(output)}.damselfly-${randomBytes(4).toString('hex')}.tmp`);
+  const temp = stagingPathFor(output);
   const expected = digest ? parseDigest(digest) : null;
   const hash = expected ? createHash(expected.algorithm) : null;
   const cleanup = () => unlink(temp).catch(() => undefined);

@@ -1,4 +1,3 @@
-import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import {
   closeSync,
@@ -15,9 +14,9 @@ import {
   truncateSync,
 } from 'node:fs';
 import { copyFile, type FileHandle, link, open, rename, rm, stat } from 'node:fs/promises';
-import { basename, dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { createLogger, type Logger } from '../../observability/index.js';
-import { pieceDigest } from '../../task/index.js';
+import { pieceDigest, stagingPathFor } from '../../task/index.js';
 import { checkDigest, checkPieceNumber, checkTaskId, isErrno, StorageError } from './errors.js';
 import { MetadataStore } from './metadata.js';
 import type { PieceRecord, StorageOptions, StorageUsage, TaskMeta, TaskRecord } from './types.js';
@@ -497,10 +496,7 @@ export class TaskStorage extends EventEmitter<TaskStorageEvents> {
     if (entry.record.state !== 'succeeded')
       throw new StorageError('EINCOMPLETE', `task ${id} is not complete`);
     const release = this.acquire(id);
-    const temp = join(
-      dirname(output),
-      `.${basename(output)}.damselfly-${randomBytes(4).toString('hex')}.tmp`,
-    );
+    const temp = stagingPathFor(output);
     try {
       if (!(await this.checkIntact(id))) {
         throw new StorageError('ECORRUPT', `task ${id}: the stored content was modified after download`);

@@ -72,11 +72,12 @@ describe('P2P faults', () => {
   let cluster: Cluster;
   let peer: Daemon;
   let seed: Daemon;
+  let schedulerPort: number;
 
   before(async () => {
     origin = await startOrigin();
     cluster = await Cluster.create('faults');
-    await cluster.startScheduler();
+    schedulerPort = (await cluster.startScheduler()).port;
     seed = await cluster.startDaemon({ name: 'seed', seedPeer: true });
     peer = await cluster.startDaemon({ name: 'peer' });
   });
@@ -335,7 +336,8 @@ describe('P2P faults', () => {
       assert.equal((await sourceBytes(peer)) - peerBefore, file.size, 'LEVEL3: the peer fetched the source');
       assert.equal((await sourceBytes(seed)) - seedBefore, 0, 'LEVEL3: the seed peer was not asked');
 
-      const other = await cluster.startDaemon({ name: 'priority-2' });
+      // The suite's scheduler: other tests start swarms of their own.
+      const other = await cluster.startDaemon({ name: 'priority-2', schedulerPort });
       const out2 = join(dir, 'from-peers.bin');
       await assertGot(await other.get(file.url, out2, ['--priority', '2']), out2, file.sha256, 'priority 2');
       assert.equal(await sourceBytes(other), 0, 'LEVEL2: nothing from the source');

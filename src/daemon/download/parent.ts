@@ -1,13 +1,16 @@
 import { createInterface } from 'node:readline';
 import { Agent, request } from 'undici';
 import { HostType, type Peer } from '../../rpc/index.js';
-import { getIntoBuffer, ShortBodyError } from '../../source/index.js';
 import { MAX_PIECE_LENGTH } from '../../task/index.js';
 import { pieceBuffers } from '../buffer-pool.js';
 import { PIECE_DEFERRED_HEADER, type PieceSyncMessage } from '../upload/server.js';
+import { PieceClient, PieceClientError } from './piece-client.js';
 
-/** Keep-alive connections to parents' upload servers, shared by all downloads of this daemon. */
+/** Keep-alive connections to parents' upload servers, shared by all downloads of this daemon: */
+/** for the piece sync streams, */
 const agent = new Agent({ connections: 16, keepAliveTimeout: 30_000, pipelining: 0 });
+/** and for piece bodies. */
+const pieceClient = new PieceClient();
 
 export class PieceFetchError extends Error {
   constructor(
@@ -25,6 +28,8 @@ export class PieceFetchError extends Error {
 export class Parent {
   readonly id: string;
   readonly baseUrl: string;
+  private readonly host: string;
+  private readonly port: number;
   /** Seed peers serve the pieces nobody else has; children prefer other parents for the rest. */
   readonly seed: boolean;
   readonly pieces = new Set<number>();
@@ -44,6 +49,8 @@ export class Parent {
     this.id = peer.id;
     const host = peer.host!;
     this.seed = host.type === HostType.SEED;
+    this.host = host.ip;
+    this.port = host.uploadPort;
     const ip = host.ip.includes(':') ? `[${host.ip}]` : host.ip;
     this.baseUrl = `http://${ip}:${host.uploadPort}`;
   }
@@ -84,10 +91,12 @@ export class Parent {
   /** The bytes of one piece, in a pooled buffer the caller gives back (pieceBuffers); the caller verifies them. */
   async fetchPiece(taskId: string, number: number, timeoutMs: number, signal: AbortSignal): Promise<Buffer> {
     try {
-      return await getIntoBuffer(agent, `${this.baseUrl}/tasks/${taskId}/pieces/${number}`, {
-        signal: AbortSignal.any([signal, this.abort.signal, AbortSignal.timeout(timeoutMs)]),
-        headersTimeout: timeoutMs,
-        bodyTimeout: timeoutMs,
+      return await pieceClient.get({
+        host: this.host,
+        port: this.port,
+        path: `/tasks/${taskId}/pieces/${number}`,
+        signal: AbortSignal.any([signal, this.abort.signal]),
+        timeoutMs,
         accept: (status, headers) => {
           const deferredMs = Number(headers[PIECE_DEFERRED_HEADER]);
           if (status === 429 && deferredMs > 0) {
@@ -108,7 +117,7 @@ export class Parent {
         release: (buffer) => pieceBuffers.give(buffer),
       });
     } catch (err) {
-      if (err instanceof ShortBodyError) throw new PieceFetchError(`piece ${number}: ${err.message}`);
+      if (err instanceof PieceClientError) throw new PieceFetchError(`piece ${number}: ${err.message}`);
       throw err;
     }
   }

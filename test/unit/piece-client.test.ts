@@ -65,7 +65,7 @@ describe('PieceClient', () => {
   it('fills several pieces at once on separate connections', async () => {
     const lengths = [3_000_000, 2_500_000, 1_000_001, 4_194_304];
     const got = await Promise.all(lengths.map((l) => get(`/piece/${l}`, l)));
-    got.forEach((b, i) => assert.ok(b.equals(body(lengths[i]!, lengths[i]!))));
+    for (const [i, b] of got.entries()) assert.ok(b.equals(body(lengths[i]!, lengths[i]!)));
   });
 
   it('a refusal rejects with what accept() threw and keeps the connection', async () => {

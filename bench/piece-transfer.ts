@@ -1,7 +1,9 @@
 /**
- * Piece transfer on loopback: the daemon's HTTP upload path (UploadServer + Parent.fetchPiece) against a
- * minimal length-prefixed TCP protocol serving the same pieces from the same storage — the measurement
- * behind choosing HTTP for piece transfer (docs/architecture.md, "Protocol choices").
+ * Piece transfer on loopback: the daemon's HTTP upload path (UploadServer + Parent.fetchPiece, whose
+ * client reads bodies straight into pooled buffers) against the same server read through undici, and a
+ * minimal length-prefixed TCP protocol serving the same pieces from the same storage — the measurements
+ * behind choosing HTTP for piece transfer and our own piece client (docs/architecture.md, "Protocol
+ * choices"). Throughput and CPU-seconds of this process (server and client are both in it) per round.
  *
  *   node --import tsx bench/piece-transfer.ts [--pieces 256] [--concurrency 8] [--rounds 3]
  */
@@ -12,6 +14,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { create } from '@bufbuild/protobuf';
+import { Agent } from 'undici';
+import { pieceBuffers } from '../src/daemon/buffer-pool.js';
 import { Parent } from '../src/daemon/download/parent.js';
 import { DaemonMetrics } from '../src/daemon/metrics.js';
 import { TokenBucket } from '../src/daemon/rate-limiter.js';
@@ -19,6 +23,7 @@ import { TaskStorage } from '../src/daemon/storage/index.js';
 import { UploadServer } from '../src/daemon/upload/server.js';
 import { createLogger } from '../src/observability/index.js';
 import { HostSchema, PeerSchema } from '../src/rpc/index.js';
+import { getIntoBuffer } from '../src/source/index.js';
 import { MiB, pieceDigest } from '../src/task/index.js';
 
 const { values } = parseArgs({
@@ -34,18 +39,29 @@ const ROUNDS = Number(values.rounds);
 const PIECE = 4 * MiB;
 const TASK = 'a'.repeat(64);
 
-async function run(fetchPiece: (n: number) => Promise<Buffer>): Promise<number> {
+interface Round {
+  mibps: number;
+  cpuS: number;
+}
+
+async function run(fetchPiece: (n: number) => Promise<Buffer>): Promise<Round> {
   let next = 0;
   const started = performance.now();
+  const cpu = process.cpuUsage();
   await Promise.all(
     Array.from({ length: CONCURRENCY }, async () => {
       for (let n = next++; n < PIECES; n = next++) {
         const data = await fetchPiece(n);
         if (data.length !== PIECE) throw new Error(`piece ${n}: ${data.length} bytes`);
+        pieceBuffers.give(data);
       }
     }),
   );
-  return (PIECES * PIECE) / MiB / ((performance.now() - started) / 1000);
+  const used = process.cpuUsage(cpu);
+  return {
+    mibps: (PIECES * PIECE) / MiB / ((performance.now() - started) / 1000),
+    cpuS: (used.user + used.system) / 1e6,
+  };
 }
 
 /** The framed alternative: request = 64-byte task id + u32 piece; response = u32 length + bytes. */
@@ -139,27 +155,46 @@ async function main(): Promise<void> {
     const framed = await startFramedServer(storage);
     const fetchFramed = framedClient(framed.port);
     const signal = new AbortController().signal;
-    const results: { http: number[]; framed: number[] } = { http: [], framed: [] };
+    const agent = new Agent({ connections: 16, pipelining: 0 });
+    const viaUndici = (n: number) =>
+      getIntoBuffer(agent, `http://127.0.0.1:${httpPort}/tasks/${TASK}/pieces/${n}`, {
+        accept: (_status, headers) => pieceBuffers.take(Number(headers['content-length'])),
+      });
+    const variants = {
+      http: (n: number) => parent.fetchPiece(TASK, n, 30_000, signal),
+      undici: viaUndici,
+      framed: fetchFramed,
+    };
+    const results: Record<keyof typeof variants, Round[]> = { http: [], undici: [], framed: [] };
     for (let round = 0; round < ROUNDS; round++) {
-      results.http.push(await run((n) => parent.fetchPiece(TASK, n, 30_000, signal)));
-      results.framed.push(await run(fetchFramed));
+      for (const [name, fetchPiece] of Object.entries(variants)) {
+        results[name as keyof typeof variants].push(await run(fetchPiece));
+      }
     }
     const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
-    const http = median(results.http);
-    const tcp = median(results.framed);
+    const summary = Object.fromEntries(
+      Object.entries(results).map(([name, rounds]) => [
+        name,
+        { mibps: median(rounds.map((r) => r.mibps)), cpuS: median(rounds.map((r) => r.cpuS)) },
+      ]),
+    ) as Record<keyof typeof variants, Round>;
     console.log(
       JSON.stringify({
         pieces: PIECES,
         pieceMiB: 4,
         concurrency: CONCURRENCY,
         rounds: results,
-        medianMiBps: { http, framed: tcp },
-        ratio: http / tcp,
+        median: summary,
       }),
     );
+    const line = (name: keyof typeof variants) =>
+      `${name} ${summary[name].mibps.toFixed(0)} MiB/s ${summary[name].cpuS.toFixed(2)} CPU-s`;
     console.log(
-      `HTTP ${http.toFixed(0)} MiB/s, framed TCP ${tcp.toFixed(0)} MiB/s, HTTP/TCP = ${(http / tcp).toFixed(2)}`,
+      `${line('http')}; ${line('undici')}; ${line('framed')}; HTTP/TCP = ` +
+        `${(summary.http.mibps / summary.framed.mibps).toFixed(2)}, CPU undici/ours = ` +
+        `${(summary.undici.cpuS / summary.http.cpuS).toFixed(2)}`,
     );
+    await agent.close();
     parent.close();
     framed.close();
     await upload.close();

@@ -996,7 +996,8 @@ interface Results {
     network: string;
   };
   rateLimit: number;
-  config: { daemonYaml: string; origin: string };
+  /** seedPieceHold: the seed's seedPeer.pieceHold when --seed-piece-hold set it (else the default). */
+  config: { daemonYaml: string; origin: string; seedPieceHold: string | null };
   sizes: SizeResults[];
 }
 
@@ -1165,6 +1166,7 @@ async function main(): Promise<void> {
     rateLimit: rate,
     config: {
       daemonYaml: uploadConfigYaml(rate),
+      seedPieceHold: seedPieceHold ?? null,
       origin:
         'test/helpers TestOrigin (unlimited) behind bench/shared-rate-relay.ts (U bytes/s shared by all connections) ' +
         'for P2P and direct; the origin itself, unlimited, for back-to-source',

@@ -143,6 +143,7 @@ class PieceConnection {
   request(request: PieceRequest): Promise<Buffer> {
     clearTimeout(this.idleTimer);
     this.onIdleClose = null;
+    this.socket.ref();
     this.reusable = false;
     return new Promise<Buffer>((resolve, reject) => {
       const pending: Pending = { request, resolve, reject, answered: false };
@@ -171,9 +172,10 @@ class PieceConnection {
     });
   }
 
-  /** Runs `onClose` if the connection ends while idle (so the pool forgets it). */
+  /** Runs `onClose` if the connection ends while idle (so the pool forgets it); closes it after a while. */
   onIdleEnd(onClose: () => void): void {
     this.onIdleClose = onClose;
+    this.socket.unref(); // an idle keep-alive connection must not keep the process alive
     this.idleTimer = setTimeout(() => this.destroy(), IDLE_TIMEOUT_MS);
     this.idleTimer.unref();
   }

@@ -88,3 +88,69 @@ describe('P2P distribution: one seed peer, five daemons, one 256 MiB file', () =
     });
   });
 });
+
+describe('P2P distribution: super-seeding', () => {
+  let origin: TestOrigin;
+  let cluster: Cluster;
+
+  before(async () => {
+    origin = await startOrigin();
+    cluster = await Cluster.create('super-seeding');
+    await cluster.startScheduler();
+  });
+
+  after(async () => {
+    await cluster?.stop();
+    await origin?.close();
+  });
+
+  it('a seed uploads each piece once while held; the next child takes them from the first', {
+    timeout: 120_000,
+  }, async () => {
+    await cluster.withLogs(async () => {
+      // A hold far longer than the test, so timing cannot decide the outcome.
+      const seed = await cluster.startDaemon({
+        name: 'seed',
+        seedPeer: true,
+        configYaml: 'seedPeer:\n  pieceHold: 10m\n',
+      });
+      const first = await cluster.startDaemon({ name: 'first' });
+      const second = await cluster.startDaemon({ name: 'second' });
+      const file = await origin.addFile('/dist/super.bin', 32 * MiB);
+      const pieces = 8; // 4 MiB pieces
+      const dir = await cluster.dir('super-seeding');
+      for (const [name, daemon] of [
+        ['first', first!],
+        ['second', second!],
+      ] as const) {
+        const out = join(dir, `${name}.bin`);
+        const r = await daemon.get(file.url, out);
+        assert.equal(r.code, 0, `${name}: ${describeGet(r)}`);
+        assert.equal(await sha256File(out), file.sha256, `${name}: output differs`);
+      }
+      const [s, a, b] = [await seed.metrics(), await first.metrics(), await second.metrics()];
+      const summary =
+        `seed uploaded ${s.value('damselfly_upload_pieces_total')} pieces, deferred ` +
+        `${s.value('damselfly_upload_deferred_total')}; first uploaded ${a.value('damselfly_upload_pieces_total')}`;
+      assert.equal(
+        s.value('damselfly_upload_pieces_total'),
+        pieces,
+        `each piece left the seed once (${summary})`,
+      );
+      assert.ok(
+        s.value('damselfly_upload_deferred_total') > 0,
+        `the second child was sent away (${summary})`,
+      );
+      assert.equal(
+        a.value('damselfly_upload_pieces_total'),
+        pieces,
+        `the first child served them (${summary})`,
+      );
+      assert.equal(
+        b.value('damselfly_download_traffic_bytes_total', { type: 'p2p' }),
+        file.size,
+        'the second child got every byte from peers',
+      );
+    });
+  });
+});

@@ -75,6 +75,8 @@ function env(): NodeJS.ProcessEnv {
 export class ManagedProcess {
   exitInfo: ExitInfo | undefined;
   readonly exited: Promise<ExitInfo>;
+  /** The signal it did not exit on within the grace period (it was then killed). */
+  ignoredSignal: NodeJS.Signals | undefined;
 
   constructor(
     readonly name: string,
@@ -127,6 +129,7 @@ export class ManagedProcess {
     process.stderr.write(
       `[cluster] ${this.name} (pid ${this.pid}) ignored ${signal} for ${graceMs} ms; SIGKILL\n`,
     );
+    this.ignoredSignal = signal;
     this.child.kill('SIGKILL');
     return this.exited;
   }
@@ -430,13 +433,17 @@ export class Cluster {
     }
   }
 
+  /** Stops every process; fails if one had to be killed: a daemon must exit on SIGTERM. */
   async stop(): Promise<void> {
-    await Promise.all(this.processes.map((p) => p.stop()));
+    const running = this.processes.filter((p) => p.running);
+    await Promise.all(running.map((p) => p.stop()));
+    const stuck = running.filter((p) => p.ignoredSignal === 'SIGTERM');
     if (process.env.DAMSELFLY_TEST_KEEP === '1') {
       process.stderr.write(`[cluster] kept ${this.root}\n`);
-      return;
+    } else await rm(this.root, { recursive: true, force: true });
+    if (stuck.length > 0) {
+      throw new Error(`ignored SIGTERM and had to be killed: ${stuck.map((p) => p.name).join(', ')}`);
     }
-    await rm(this.root, { recursive: true, force: true });
   }
 }
 

@@ -57,6 +57,11 @@ export class PieceHasher {
     });
   }
 
+  /** Worker threads started so far (they stay until close). */
+  get threads(): number {
+    return this.workers.length;
+  }
+
   async close(): Promise<void> {
     this.closed = true;
     const workers = this.workers.splice(0);

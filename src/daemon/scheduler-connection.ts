@@ -166,10 +166,11 @@ export class SchedulerConnection {
   }
 
   /**
-   * Stops all loops and streams, then tells every scheduler this host is leaving. In that order: a seed's
-   * SeedTasks stream still open on the HTTP/2 session while a scheduler shutting down at the same moment
-   * sent GOAWAY left the main thread spinning inside the client (no timer fired, SIGTERM was ignored
-   * until SIGKILL) in 6 of 8 bench runs; with the stream cancelled first, in none of 3.
+   * Stops all loops and streams, then tells every scheduler this host is leaving. In that order: with the
+   * seed's SeedTasks stream still open while LeaveHost went out to a scheduler stopping at the same
+   * moment, the seed's main thread spun inside this close (thread state R, no timer fired, so SIGTERM
+   * ended in SIGKILL) in 7 of 10 runs of `bench/p2p.ts --peers 5 --rate 50MiB`; with the streams
+   * cancelled first, in none of 3. Where exactly in the gRPC client it spun was not found.
    */
   async close(): Promise<void> {
     this.abort.abort();

@@ -64,7 +64,10 @@ describe('PieceClient', () => {
 
   it('fills several pieces at once on separate connections', async () => {
     const lengths = [3_000_000, 2_500_000, 1_000_001, 4_194_304];
+    const before = connections;
     const got = await Promise.all(lengths.map((l) => get(`/piece/${l}`, l)));
+    // One request per connection at a time: at most one idle connection was there to reuse.
+    assert.ok(connections - before >= lengths.length - 1, `${connections - before} new connections`);
     for (const [i, b] of got.entries()) assert.ok(b.equals(body(lengths[i]!, lengths[i]!)));
   });
 

@@ -22,6 +22,7 @@ describe('PieceHasher', () => {
       pieces.map((p) => pieceDigest(p)),
     );
     assert.equal(new Set(digests).size, pieces.length);
+    assert.equal(hasher.threads, 2, 'twelve pieces at once keep both workers busy');
     for (const p of pieces) pool.give(p);
   });
 
@@ -32,10 +33,13 @@ describe('PieceHasher', () => {
     assert.equal(await hasher.digest(view), pieceDigest(view));
   });
 
-  it('hashes ordinary and small buffers inline', async () => {
+  it('hashes ordinary and small buffers inline, starting no thread', async () => {
+    const inline = new PieceHasher(2);
     const plain = randomFillSync(Buffer.alloc(1024 * 1024));
     const small = randomFillSync(Buffer.from(new SharedArrayBuffer(1000)));
-    assert.equal(await hasher.digest(plain), pieceDigest(plain));
-    assert.equal(await hasher.digest(small), pieceDigest(small));
+    assert.equal(await inline.digest(plain), pieceDigest(plain));
+    assert.equal(await inline.digest(small), pieceDigest(small));
+    assert.equal(inline.threads, 0);
+    await inline.close();
   });
 });

@@ -3,8 +3,9 @@
  * socket read landing straight in the piece's pooled buffer (net's `onread`): no buffer allocated per
  * read, no copy into an HTTP parser's memory and none out of it. Through undici those three cost a peer
  * more CPU than the kernel's receive itself (a third of its main thread in a profile, much of it in the
- * garbage collector); in-process, 1 GiB in 4 MiB pieces took 0.1 user CPU-seconds here against 0.6–1.0
- * (docs/benchmarks.md, "Piece client"). Only our own upload server is spoken to, so the protocol is the
+ * garbage collector); `bench/piece-transfer.ts` (1 GiB in 4 MiB pieces, both ends in one process) used
+ * 1.66 CPU-seconds this way against 4.76 through undici (docs/benchmarks.md, "Hashing workers,
+ * super-seeding, piece client"). Only our own upload server is spoken to, so the protocol is the
  * small part of HTTP/1.1 it uses: GET, and answers framed by Content-Length. Anything else a parent
  * sends is an error and the connection is dropped; the bytes are verified by the caller in any case.
  */
@@ -145,30 +146,21 @@ class PieceConnection {
     this.onIdleClose = null;
     this.socket.ref();
     this.reusable = false;
-    return new Promise<Buffer>((resolve, reject) => {
-      const pending: Pending = { request, resolve, reject, answered: false };
-      this.pending = pending;
-      this.state = { kind: 'head' };
-      this.headLength = 0;
-      const timer = setTimeout(
-        () => this.fail(new PieceClientError(`no complete answer within ${request.timeoutMs} ms`)),
-        request.timeoutMs,
-      );
-      const onAbort = () => this.fail(request.signal!.reason as Error);
-      request.signal?.addEventListener('abort', onAbort, { once: true });
-      const settle = () => {
-        clearTimeout(timer);
-        request.signal?.removeEventListener('abort', onAbort);
-      };
-      pending.resolve = (body) => {
-        settle();
-        resolve(body);
-      };
-      pending.reject = (err) => {
-        settle();
-        reject(err);
-      };
-      this.socket.write(`GET ${request.path} HTTP/1.1\r\nHost: ${this.hostHeader}\r\n\r\n`);
+    const timer = setTimeout(
+      () => this.fail(new PieceClientError(`no complete answer within ${request.timeoutMs} ms`)),
+      request.timeoutMs,
+    );
+    const onAbort = () => this.fail(request.signal!.reason as Error);
+    request.signal?.addEventListener('abort', onAbort, { once: true });
+    const answer = new Promise<Buffer>((resolve, reject) => {
+      this.pending = { request, resolve, reject, answered: false };
+    });
+    this.state = { kind: 'head' };
+    this.headLength = 0;
+    this.socket.write(`GET ${request.path} HTTP/1.1\r\nHost: ${this.hostHeader}\r\n\r\n`);
+    return answer.finally(() => {
+      clearTimeout(timer);
+      request.signal?.removeEventListener('abort', onAbort);
     });
   }
 
@@ -184,7 +176,7 @@ class PieceConnection {
     this.fail(new PieceClientError('connection closed'));
   }
 
-  /** Where the socket's next read goes: the rest of the piece, the head buffer, or a scratch area. */
+  /** Where the socket's next read goes: the rest of the piece, or the head buffer (heads, refusals). */
   private nextReadBuffer(): Uint8Array {
     const s = this.state;
     if (s.kind === 'body') return s.into.subarray(s.at);

@@ -65,7 +65,7 @@ export class UploadServer {
         // A child cancelling a piece (it got it elsewhere first) is routine, not a warning.
         const level = res.destroyed ? 'debug' : 'warn';
         this.logger[level]({ err: (err as Error).message, url: req.url }, 'upload request failed');
-        if (!res.headersSent) res.writeHead(500).end();
+        if (!res.headersSent) answer(res, 500, 'internal error\n');
         else res.destroy();
       });
     });

@@ -30,6 +30,11 @@ export function daemonCommand(): Command {
       intOption('--proxy-port'),
     )
     .option(
+      '--registry-mirror <registry>',
+      'registry for mirror requests that name none, e.g. https://registry.example.com or http://127.0.0.1:5000 ' +
+        '(proxy.registryMirror.addr, default https://registry-1.docker.io)',
+    )
+    .option(
       '--metrics-port <port>',
       'Prometheus /metrics and /healthy port, 0 = off (metrics.port, default 4002)',
       intOption('--metrics-port'),
@@ -56,7 +61,10 @@ export function daemonCommand(): Command {
                 },
           storage: { dataDir: opts.dataDir },
           upload: { port: opts.uploadPort },
-          proxy: { port: opts.proxyPort },
+          proxy: {
+            port: opts.proxyPort,
+            registryMirror: opts.registryMirror === undefined ? undefined : { addr: opts.registryMirror },
+          },
           metrics: { port: opts.metricsPort },
           api: { socket: opts.socket },
         },

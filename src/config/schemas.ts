@@ -1,9 +1,31 @@
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { z } from 'zod';
+import { registryOrigin } from './registry-addr.js';
 import { duration, hostPort, size } from './units.js';
 
 const port = () => z.number().int().min(0).max(65535);
+
+/** A registry as host[:port] or http(s)://host[:port] → its origin. */
+const registryAddr = () =>
+  z.string().transform((v, ctx) => {
+    try {
+      return registryOrigin(v);
+    } catch (err) {
+      ctx.addIssue({ code: 'custom', message: (err as Error).message });
+      return z.NEVER;
+    }
+  });
+
+const regexString = () =>
+  z.string().refine((v) => {
+    try {
+      new RegExp(v);
+      return true;
+    } catch {
+      return false;
+    }
+  }, 'not a valid regular expression');
 
 export const schedulerConfigSchema = z
   .object({
@@ -114,7 +136,22 @@ export const daemonConfigSchema = z
       .strict()
       .prefault({}),
     proxy: z
-      .object({ port: port().default(4001) })
+      .object({
+        /** Loopback by default: on other addresses the forward proxy is open to whoever can reach it. */
+        listen: z.string().default('127.0.0.1'),
+        port: port().default(4001),
+        registryMirror: z
+          .object({
+            /** The registry for mirror requests that name none (skopeo and podman send no `ns=`). */
+            addr: registryAddr().default('https://registry-1.docker.io'),
+          })
+          .strict()
+          .prefault({}),
+        /** Forward-proxy rules, first match wins: GETs of matching URLs go P2P unless `direct`. */
+        rules: z
+          .array(z.object({ regex: regexString(), direct: z.boolean().default(false) }).strict())
+          .default([{ regex: 'blobs/sha256.*', direct: false }]),
+      })
       .strict()
       .prefault({}),
     metrics: z

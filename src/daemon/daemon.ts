@@ -4,6 +4,7 @@ import { type Logger, startMetricsServer } from '../observability/index.js';
 import { ApiServer } from './api/server.js';
 import { Downloads } from './download/downloads.js';
 import { DaemonMetrics } from './metrics.js';
+import { ProxyServer } from './proxy/index.js';
 import { TokenBucket } from './rate-limiter.js';
 import { SchedulerConnection } from './scheduler-connection.js';
 import { TaskStorage } from './storage/index.js';
@@ -12,6 +13,7 @@ import { UploadServer } from './upload/server.js';
 export interface RunningDaemon {
   hostId: string;
   uploadPort: number;
+  proxyPort: number;
   socketPath: string;
   downloads: Downloads;
   storage: TaskStorage;
@@ -84,6 +86,15 @@ export async function startDaemon(config: DaemonConfig, logger: Logger): Promise
     if (handle.taskId !== taskId) logger.warn({ taskId, computed: handle.taskId }, 'seed task id differs');
     handle.done.catch(() => undefined); // logged by Downloads
   });
+  const proxy = new ProxyServer({
+    downloads,
+    storage,
+    metrics,
+    logger,
+    defaultRegistry: config.proxy.registryMirror.addr,
+    rules: config.proxy.rules,
+  });
+  const proxyPort = await proxy.listen(config.proxy.listen, config.proxy.port);
   const api = new ApiServer(downloads, storage, logger);
   const socketPath = apiSocketPath(config);
   await api.listen(socketPath);
@@ -104,13 +115,14 @@ export async function startDaemon(config: DaemonConfig, logger: Logger): Promise
     metricsServer = await startMetricsServer(metrics.registry, config.metrics.listen, config.metrics.port);
   }
   logger.info(
-    { hostId: scheduler.hostId, uploadPort, socket: socketPath, seedPeer: config.seedPeer.enable },
+    { hostId: scheduler.hostId, uploadPort, proxyPort, socket: socketPath, seedPeer: config.seedPeer.enable },
     'daemon ready',
   );
 
   return {
     hostId: scheduler.hostId,
     uploadPort,
+    proxyPort,
     socketPath,
     downloads,
     storage,
@@ -119,7 +131,7 @@ export async function startDaemon(config: DaemonConfig, logger: Logger): Promise
       clearInterval(gcTimer);
       downloads.close();
       await scheduler.close();
-      await Promise.all([api.close(), upload.close()]);
+      await Promise.all([api.close(), upload.close(), proxy.close()]);
       metricsServer?.closeAllConnections();
       metricsServer?.close();
       storage.close();

@@ -64,6 +64,24 @@ export class DaemonMetrics {
     labelNames: ['result'] as const,
     registers: [this.registry],
   });
+  readonly proxyRequests = new Counter({
+    name: 'damselfly_proxy_requests_total',
+    help: 'Requests the mirror/proxy answered, by how: p2p, direct (passed through), refused (by the origin), tunnel (CONNECT)',
+    labelNames: ['via'] as const,
+    registers: [this.registry],
+  });
+  readonly proxyServed = new Counter({
+    name: 'damselfly_proxy_served_bytes_total',
+    help: 'Body bytes the mirror/proxy sent to clients, by registry (the origin host for forward-proxy requests)',
+    labelNames: ['registry'] as const,
+    registers: [this.registry],
+  });
+  readonly proxyTraffic = new Counter({
+    name: 'damselfly_proxy_traffic_bytes_total',
+    help: 'Bytes this daemon downloaded to answer mirror/proxy requests, by registry and where they came from',
+    labelNames: ['registry', 'type'] as const,
+    registers: [this.registry],
+  });
   readonly storageUsed = new Gauge({
     name: 'damselfly_storage_used_bytes',
     help: 'Bytes of task content stored',

@@ -1,0 +1,80 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { connect, type Socket } from 'node:net';
+import type { Logger } from '../../observability/index.js';
+import type { DaemonMetrics } from '../metrics.js';
+import { forwardRequestHeaders } from './headers.js';
+import type { P2PResponder } from './p2p-responder.js';
+import { ProxyRequestError } from './proxy-error.js';
+import { type ProxyRules, USE_P2P_HEADER } from './rules.js';
+import { passThrough } from './upstream-client.js';
+
+/** `CONNECT host:port` targets: a name or bracketed IPv6 address and a port. */
+const CONNECT_TARGET = /^(\[[0-9a-f:.]+\]|[a-z0-9.-]+):(\d{1,5})$/i;
+
+/**
+ * The forward HTTP proxy (requests in absolute form, `GET http://host/path`). GETs whose URL matches a
+ * P2P rule (or that carry `X-Damselfly-Use-P2P: true`) become P2P tasks; everything else passes through.
+ * CONNECT is tunnelled as is: the proxy sees only encrypted bytes.
+ */
+export class ForwardProxy {
+  constructor(
+    private readonly p2p: P2PResponder,
+    private readonly rules: ProxyRules,
+    private readonly metrics: DaemonMetrics,
+    private readonly logger: Logger,
+  ) {}
+
+  async handle(req: IncomingMessage, res: ServerResponse, signal: AbortSignal): Promise<void> {
+    let url: URL;
+    try {
+      url = new URL(req.url ?? '');
+    } catch {
+      throw new ProxyRequestError(400, 'UNSUPPORTED', `invalid proxy request URL: ${req.url}`);
+    }
+    if (url.protocol !== 'http:') {
+      throw new ProxyRequestError(
+        400,
+        'UNSUPPORTED',
+        `cannot proxy ${url.protocol} URLs; use CONNECT for https`,
+      );
+    }
+    const registry = url.host;
+    const force = req.headers[USE_P2P_HEADER];
+    if (req.method === 'GET' && this.rules.useP2P(url.href, typeof force === 'string' ? force : undefined)) {
+      return this.p2p.serve(req, res, { url: url.href, registry }, signal);
+    }
+    this.metrics.proxyRequests.inc({ via: 'direct' });
+    const sent = await passThrough(req, res, url.href, forwardRequestHeaders(req.headers), signal);
+    this.metrics.proxyServed.inc({ registry }, sent);
+    this.metrics.proxyTraffic.inc({ registry, type: 'back_to_source' }, sent);
+  }
+
+  /** Opens a raw TCP tunnel to the CONNECT target. */
+  tunnel(req: IncomingMessage, client: Socket, head: Buffer): void {
+    const m = CONNECT_TARGET.exec(req.url ?? '');
+    const port = m ? Number(m[2]) : 0;
+    if (!m || port < 1 || port > 65535) {
+      client.end('HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n');
+      return;
+    }
+    const host = m[1]!.replace(/^\[|\]$/g, '');
+    const upstream = connect({ host, port });
+    let connected = false;
+    upstream.once('connect', () => {
+      connected = true;
+      this.metrics.proxyRequests.inc({ via: 'tunnel' });
+      client.write('HTTP/1.1 200 Connection Established\r\n\r\n');
+      if (head.length) upstream.write(head);
+      upstream.pipe(client);
+      client.pipe(upstream);
+      upstream.once('close', () => client.destroy());
+    });
+    upstream.once('error', (err) => {
+      this.logger.info({ target: req.url, err: err.message }, 'CONNECT target unreachable');
+      if (connected) client.destroy();
+      else client.end('HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\nConnection: close\r\n\r\n');
+    });
+    client.once('error', () => upstream.destroy());
+    client.once('close', () => upstream.destroy());
+  }
+}

@@ -1,0 +1,79 @@
+import { once } from 'node:events';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo, Socket } from 'node:net';
+import type { Logger } from '../../observability/index.js';
+import type { Downloads } from '../download/downloads.js';
+import type { DaemonMetrics } from '../metrics.js';
+import type { TaskStorage } from '../storage/index.js';
+import { ForwardProxy } from './forward-proxy.js';
+import { RegistryMirror } from './mirror.js';
+import { P2PResponder } from './p2p-responder.js';
+import { ProxyRequestError, sendError } from './proxy-error.js';
+import { type ProxyRule, ProxyRules } from './rules.js';
+
+export interface ProxyOptions {
+  downloads: Downloads;
+  storage: TaskStorage;
+  metrics: DaemonMetrics;
+  logger: Logger;
+  /** Origin of the registry for mirror requests that name none (skopeo, podman). */
+  defaultRegistry: string;
+  rules: readonly ProxyRule[];
+}
+
+/**
+ * The daemon's proxy port, one listener for both roles (as Dragonfly's): origin-form requests
+ * (`GET /v2/...`) are registry-mirror requests, absolute-form requests and CONNECT are forward-proxy ones.
+ */
+export class ProxyServer {
+  private readonly server: Server;
+  private readonly mirror: RegistryMirror;
+  private readonly forward: ForwardProxy;
+  private readonly tunnels = new Set<Socket>();
+
+  constructor(private readonly opts: ProxyOptions) {
+    const p2p = new P2PResponder(opts.downloads, opts.storage, opts.metrics, opts.logger);
+    this.mirror = new RegistryMirror(p2p, opts.defaultRegistry, opts.metrics);
+    this.forward = new ForwardProxy(p2p, new ProxyRules(opts.rules), opts.metrics, opts.logger);
+    this.server = createServer((req, res) => this.onRequest(req, res));
+    this.server.on('connect', (req: IncomingMessage, socket: Socket, head: Buffer) => {
+      this.tunnels.add(socket);
+      socket.once('close', () => this.tunnels.delete(socket));
+      this.forward.tunnel(req, socket, head);
+    });
+  }
+
+  async listen(host: string, port: number): Promise<number> {
+    this.server.listen(port, host);
+    await once(this.server, 'listening');
+    return (this.server.address() as AddressInfo).port;
+  }
+
+  private onRequest(req: IncomingMessage, res: ServerResponse): void {
+    const abort = new AbortController();
+    res.once('close', () => {
+      if (!res.writableFinished) abort.abort();
+    });
+    const absolute = /^[a-z][a-z0-9+.-]*:\/\//i.test(req.url ?? '');
+    const handler = absolute ? this.forward : this.mirror;
+    handler.handle(req, res, abort.signal).catch((err: Error) => {
+      if (abort.signal.aborted) return;
+      if (res.headersSent) {
+        res.destroy();
+        return;
+      }
+      if (err instanceof ProxyRequestError) {
+        sendError(res, err.status, err.registryCode, err.message, 'proxy');
+        return;
+      }
+      this.opts.logger.warn({ url: req.url, err: err.message }, 'proxy request failed');
+      sendError(res, 502, 'UNAVAILABLE', `upstream failed: ${err.message}`, 'backend');
+    });
+  }
+
+  async close(): Promise<void> {
+    for (const socket of this.tunnels) socket.destroy();
+    this.server.closeAllConnections();
+    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+  }
+}

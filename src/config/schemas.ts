@@ -151,6 +151,18 @@ export const daemonConfigSchema = z
         rules: z
           .array(z.object({ regex: regexString(), direct: z.boolean().default(false) }).strict())
           .default([{ regex: 'blobs/sha256.*', direct: false }]),
+        /** Terminate TLS of CONNECT tunnels with our CA so HTTPS downloads can go P2P (clients must trust the CA). */
+        interception: z
+          .object({
+            enable: z.boolean().default(false),
+            /** PEM files, as `damselfly init ca` writes them. */
+            caCert: z.string().default('/etc/damselfly/ca.crt'),
+            caKey: z.string().default('/etc/damselfly/ca.key'),
+            /** Regexes on the CONNECT target `host:port`; others are tunnelled untouched. */
+            hosts: z.array(regexString()).default(['.*']),
+          })
+          .strict()
+          .prefault({}),
       })
       .strict()
       .prefault({}),

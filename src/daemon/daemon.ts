@@ -1,10 +1,11 @@
+import { readFileSync } from 'node:fs';
 import type { Server } from 'node:http';
-import { apiSocketPath, type DaemonConfig } from '../config/index.js';
+import { apiSocketPath, ConfigError, type DaemonConfig } from '../config/index.js';
 import { type Logger, startMetricsServer } from '../observability/index.js';
 import { ApiServer } from './api/server.js';
 import { Downloads } from './download/downloads.js';
 import { DaemonMetrics } from './metrics.js';
-import { ProxyServer } from './proxy/index.js';
+import { type ProxyOptions, ProxyServer } from './proxy/index.js';
 import { TokenBucket } from './rate-limiter.js';
 import { SchedulerConnection } from './scheduler-connection.js';
 import { TaskStorage } from './storage/index.js';
@@ -19,6 +20,22 @@ export interface RunningDaemon {
   storage: TaskStorage;
   metrics: DaemonMetrics;
   close(): Promise<void>;
+}
+
+/** The interception CA, read at start so a missing or unreadable file fails the start, not a request. */
+function loadInterception(config: DaemonConfig): ProxyOptions['interception'] {
+  const i = config.proxy.interception;
+  if (!i.enable) return undefined;
+  const read = (path: string, what: string) => {
+    try {
+      return readFileSync(path, 'utf8');
+    } catch (err) {
+      throw new ConfigError(
+        `proxy.interception.${what}: cannot read ${path}: ${(err as Error).message} (create a CA with \`damselfly init ca\`)`,
+      );
+    }
+  };
+  return { ca: { cert: read(i.caCert, 'caCert'), key: read(i.caKey, 'caKey') }, hosts: i.hosts };
 }
 
 /**
@@ -93,6 +110,7 @@ export async function startDaemon(config: DaemonConfig, logger: Logger): Promise
     logger,
     defaultRegistry: config.proxy.registryMirror.addr,
     rules: config.proxy.rules,
+    interception: loadInterception(config),
   });
   const proxyPort = await proxy.listen(config.proxy.listen, config.proxy.port);
   const api = new ApiServer(downloads, storage, logger);

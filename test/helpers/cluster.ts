@@ -93,13 +93,21 @@ export class ManagedProcess {
     });
   }
 
-  static spawn(name: string, args: string[], logDir: string): ManagedProcess {
+  static spawn(
+    name: string,
+    args: string[],
+    logDir: string,
+    extraEnv: Record<string, string> = {},
+  ): ManagedProcess {
     const stdoutPath = join(logDir, `${name}.stdout.log`);
     const stderrPath = join(logDir, `${name}.stderr.log`);
     const out = openSync(stdoutPath, 'a');
     const err = openSync(stderrPath, 'a');
     try {
-      const child = spawn(process.execPath, [cliPath, ...args], { stdio: ['ignore', out, err], env: env() });
+      const child = spawn(process.execPath, [cliPath, ...args], {
+        stdio: ['ignore', out, err],
+        env: { ...env(), ...extraEnv },
+      });
       return new ManagedProcess(name, args, child, stdoutPath, stderrPath);
     } finally {
       closeSync(out);
@@ -176,6 +184,8 @@ export interface DaemonOptions {
   configYaml?: string;
   /** Defaults to the cluster's most recently started scheduler. */
   schedulerPort?: number;
+  /** Extra environment (e.g. NODE_EXTRA_CA_CERTS). */
+  env?: Record<string, string>;
 }
 
 export interface GetResult {
@@ -230,7 +240,8 @@ export class Daemon {
     readonly cluster: Cluster,
     readonly name: string,
     readonly process: ManagedProcess,
-    readonly options: Required<Omit<DaemonOptions, 'configYaml'>> & { configYaml?: string },
+    readonly options: Required<Omit<DaemonOptions, 'configYaml' | 'env'>> &
+      Pick<DaemonOptions, 'configYaml' | 'env'>,
     readonly dataDir: string,
     readonly socket: string,
     readonly uploadPort: number,
@@ -303,8 +314,8 @@ export class Cluster {
     return n === 0 ? name : `${name}-${n}`;
   }
 
-  private spawn(name: string, args: string[]): ManagedProcess {
-    const proc = ManagedProcess.spawn(name, args, this.logDir);
+  private spawn(name: string, args: string[], extraEnv?: Record<string, string>): ManagedProcess {
+    const proc = ManagedProcess.spawn(name, args, this.logDir, extraEnv);
     this.processes.push(proc);
     return proc;
   }
@@ -352,7 +363,7 @@ export class Cluster {
     const [uploadPort, proxyPort, metricsPort] = [await freePort(), await freePort(), await freePort()];
     return this.launchDaemon(
       name,
-      { name, seedPeer: opts.seedPeer ?? false, schedulerPort, configYaml: opts.configYaml },
+      { name, seedPeer: opts.seedPeer ?? false, schedulerPort, configYaml: opts.configYaml, env: opts.env },
       dataDir,
       join(home, 'daemon.sock'),
       uploadPort,
@@ -407,7 +418,7 @@ export class Cluster {
       await writeFile(file, options.configYaml);
       args.push('--config', file);
     }
-    const proc = this.spawn(name, args);
+    const proc = this.spawn(name, args, options.env);
     const healthy = `http://127.0.0.1:${metricsPort}/healthy`;
     await this.waitReady(proc, `GET ${healthy} → 200`, () => httpOk(healthy));
     const daemon = new Daemon(this, name, proc, options, dataDir, socket, uploadPort, proxyPort, metricsPort);

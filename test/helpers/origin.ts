@@ -8,6 +8,7 @@ import {
   type Server,
   type ServerResponse,
 } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import type { Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -67,6 +68,8 @@ export interface OriginRequest {
 export interface OriginOptions {
   /** Bytes per second per TCP connection for bodies; 0 or absent = unlimited. */
   rateLimit?: number;
+  /** Serve https with this certificate and key (PEM) instead of http. */
+  tls?: { cert: string; key: string };
 }
 
 interface Route {
@@ -151,6 +154,7 @@ export class TestOrigin {
   private readonly served = new Map<string, number>();
   private readonly buckets = new WeakMap<Socket, Bucket>();
   private rate: number;
+  private readonly scheme: 'http' | 'https';
   private totalServed = 0;
 
   private constructor(
@@ -160,12 +164,15 @@ export class TestOrigin {
     options: OriginOptions,
   ) {
     this.rate = options.rateLimit ?? 0;
+    this.scheme = options.tls ? 'https' : 'http';
     server.on('request', (req: IncomingMessage, res: ServerResponse) => this.handle(req, res));
   }
 
   static async start(options: OriginOptions = {}): Promise<TestOrigin> {
     const dir = await mkdtemp(join(tmpdir(), 'damselfly-origin-'));
-    const server = createServer({ keepAlive: true });
+    const server = options.tls
+      ? createHttpsServer({ keepAlive: true, ...options.tls })
+      : createServer({ keepAlive: true });
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
       server.listen(0, '127.0.0.1', () => resolve());
@@ -176,7 +183,7 @@ export class TestOrigin {
   }
 
   get baseUrl(): string {
-    return `http://127.0.0.1:${this.port}`;
+    return `${this.scheme}://127.0.0.1:${this.port}`;
   }
 
   url(path: string): string {

@@ -1,10 +1,13 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
+import { writeFile } from 'node:fs/promises';
 import { request as httpRequest, type IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { Agent, request } from 'undici';
+import { Agent, ProxyAgent, request } from 'undici';
 import { RegistryClient, StaticCredentialStore } from '../../src/image/oci/index.js';
+import { type CertifiedKey, createCertificateAuthority, LeafIssuer } from '../../src/tls/index.js';
 import { Cluster, type Daemon, seededBytes, startOrigin, type TestOrigin } from '../helpers/index.js';
 import { buildImage, pushImage, type TestImage } from '../helpers/oci-image.js';
 import { startRegistry, TEST_USER, type TestRegistry } from '../helpers/registry.js';
@@ -330,5 +333,103 @@ describe('forward proxy', () => {
     const refused = await connectTo('127.0.0.1:1');
     assert.equal(refused.res.statusCode, 502);
     refused.socket.destroy();
+  });
+});
+
+describe('HTTPS through the forward proxy with TLS interception', () => {
+  let intercepted: TestOrigin;
+  let tunnelled: TestOrigin;
+  let cluster: Cluster;
+  let daemon: Daemon;
+  let proxyCa: CertifiedKey;
+  let originCa: CertifiedKey;
+
+  before(async () => {
+    originCa = createCertificateAuthority('test origin CA');
+    const originIssuer = new LeafIssuer(originCa);
+    const tls = { cert: originIssuer.issue('127.0.0.1'), key: originIssuer.leafKeyPem };
+    intercepted = await startOrigin({ tls });
+    tunnelled = await startOrigin({ tls });
+    cluster = await Cluster.create('interception');
+    const dir = await cluster.dir('ca');
+    proxyCa = createCertificateAuthority();
+    await writeFile(join(dir, 'ca.crt'), proxyCa.cert);
+    await writeFile(join(dir, 'ca.key'), proxyCa.key, { mode: 0o600 });
+    await writeFile(join(dir, 'origin-ca.pem'), originCa.cert);
+    // The daemons fetch the origin themselves, so they must trust its CA like any https client.
+    const env = { NODE_EXTRA_CA_CERTS: join(dir, 'origin-ca.pem') };
+    await cluster.startScheduler();
+    await cluster.startDaemon({ name: 'seed', seedPeer: true, env });
+    daemon = await cluster.startDaemon({
+      name: 'peer',
+      env,
+      configYaml: [
+        'proxy:',
+        '  interception:',
+        '    enable: true',
+        `    caCert: ${join(dir, 'ca.crt')}`,
+        `    caKey: ${join(dir, 'ca.key')}`,
+        `    hosts: ['^127\\.0\\.0\\.1:${intercepted.port}$']`,
+        '',
+      ].join('\n'),
+    });
+  });
+
+  after(async () => {
+    await cluster?.stop();
+    await intercepted?.close();
+    await tunnelled?.close();
+  });
+
+  function through(ca: string): ProxyAgent {
+    return new ProxyAgent({ uri: `http://127.0.0.1:${daemon.proxyPort}`, requestTls: { ca } });
+  }
+
+  it('decrypts a matching host so its GETs go P2P, under a certificate from our CA', {
+    timeout: 60_000,
+  }, async () => {
+    await cluster.withLogs(async () => {
+      const file = await intercepted.addFile('/models/weights.bin', 6 * MiB);
+      const res = await request(file.url, {
+        dispatcher: through(proxyCa.cert),
+        headers: { 'x-damselfly-use-p2p': 'true' },
+      });
+      assert.equal(res.statusCode, 200);
+      assert.match(String(res.headers['x-damselfly-task-id']), /^[0-9a-f]{64}$/);
+      assert.equal(
+        createHash('sha256')
+          .update(await readAll(res.body))
+          .digest('hex'),
+        file.sha256,
+      );
+      const fromOrigin = intercepted.bytesServed(file.path);
+      assert.ok(
+        fromOrigin <= file.size + 2,
+        `the origin served ${fromOrigin} bytes of a ${file.size}-byte file`,
+      );
+
+      // A client that trusts only the origin's CA refuses the proxy's certificate.
+      await assert.rejects(
+        request(file.url, { dispatcher: through(originCa.cert) }),
+        /certificate|self.signed|issuer/i,
+      );
+    });
+  });
+
+  it('tunnels other hosts untouched: the client sees the origin certificate', async () => {
+    const file = await tunnelled.addFile('/plain.bin', 100_000);
+    const res = await request(file.url, { dispatcher: through(originCa.cert) });
+    assert.equal(res.statusCode, 200);
+    assert.equal(res.headers['x-damselfly-task-id'], undefined);
+    assert.equal(
+      createHash('sha256')
+        .update(await readAll(res.body))
+        .digest('hex'),
+      file.sha256,
+    );
+    await assert.rejects(
+      request(file.url, { dispatcher: through(proxyCa.cert) }),
+      /certificate|self.signed|issuer/i,
+    );
   });
 });

@@ -6,6 +6,7 @@ import { forwardRequestHeaders } from './headers.js';
 import type { P2PResponder } from './p2p-responder.js';
 import { ProxyRequestError } from './proxy-error.js';
 import { type ProxyRules, USE_P2P_HEADER } from './rules.js';
+import type { TlsInterceptor } from './tls-interceptor.js';
 import { passThrough } from './upstream-client.js';
 
 /** `CONNECT host:port` targets: a name or bracketed IPv6 address and a port. */
@@ -14,7 +15,7 @@ const CONNECT_TARGET = /^(\[[0-9a-f:.]+\]|[a-z0-9.-]+):(\d{1,5})$/i;
 /**
  * The forward HTTP proxy (requests in absolute form, `GET http://host/path`). GETs whose URL matches a
  * P2P rule (or that carry `X-Damselfly-Use-P2P: true`) become P2P tasks; everything else passes through.
- * CONNECT is tunnelled as is: the proxy sees only encrypted bytes.
+ * CONNECT is tunnelled as is (the proxy sees only encrypted bytes) unless TLS interception claims it.
  */
 export class ForwardProxy {
   constructor(
@@ -22,8 +23,10 @@ export class ForwardProxy {
     private readonly rules: ProxyRules,
     private readonly metrics: DaemonMetrics,
     private readonly logger: Logger,
+    private readonly interceptor?: TlsInterceptor,
   ) {}
 
+  /** A request in absolute form: only http (https arrives through CONNECT). */
   async handle(req: IncomingMessage, res: ServerResponse, signal: AbortSignal): Promise<void> {
     let url: URL;
     try {
@@ -38,6 +41,11 @@ export class ForwardProxy {
         `cannot proxy ${url.protocol} URLs; use CONNECT for https`,
       );
     }
+    return this.serve(req, res, url, signal);
+  }
+
+  /** Answers a request for `url` (http, or https decrypted by interception) by the rules. */
+  async serve(req: IncomingMessage, res: ServerResponse, url: URL, signal: AbortSignal): Promise<void> {
     const registry = url.host;
     const force = req.headers[USE_P2P_HEADER];
     if (req.method === 'GET' && this.rules.useP2P(url.href, typeof force === 'string' ? force : undefined)) {
@@ -49,8 +57,8 @@ export class ForwardProxy {
     this.metrics.proxyTraffic.inc({ registry, type: 'back_to_source' }, sent);
   }
 
-  /** Opens a raw TCP tunnel to the CONNECT target. */
-  tunnel(req: IncomingMessage, client: Socket, head: Buffer): void {
+  /** CONNECT: intercepted when the interceptor claims the target, otherwise a raw tunnel. */
+  connect(req: IncomingMessage, client: Socket, head: Buffer): void {
     const m = CONNECT_TARGET.exec(req.url ?? '');
     const port = m ? Number(m[2]) : 0;
     if (!m || port < 1 || port > 65535) {
@@ -58,6 +66,17 @@ export class ForwardProxy {
       return;
     }
     const host = m[1]!.replace(/^\[|\]$/g, '');
+    if (this.interceptor?.matches(req.url!)) {
+      this.metrics.proxyRequests.inc({ via: 'intercepted' });
+      this.interceptor.intercept(client, head, host, port);
+      return;
+    }
+    this.tunnel(client, head, host, port);
+  }
+
+  /** Relays bytes both ways between the client and the target. */
+  private tunnel(client: Socket, head: Buffer, host: string, port: number): void {
+    const target = `${host}:${port}`;
     const upstream = connect({ host, port });
     let connected = false;
     upstream.once('connect', () => {
@@ -70,7 +89,7 @@ export class ForwardProxy {
       upstream.once('close', () => client.destroy());
     });
     upstream.once('error', (err) => {
-      this.logger.info({ target: req.url, err: err.message }, 'CONNECT target unreachable');
+      this.logger.info({ target, err: err.message }, 'CONNECT target unreachable');
       if (connected) client.destroy();
       else client.end('HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\nConnection: close\r\n\r\n');
     });

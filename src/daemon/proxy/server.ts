@@ -2,6 +2,7 @@ import { once } from 'node:events';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import type { Logger } from '../../observability/index.js';
+import type { CertifiedKey } from '../../tls/index.js';
 import type { Downloads } from '../download/downloads.js';
 import type { DaemonMetrics } from '../metrics.js';
 import type { TaskStorage } from '../storage/index.js';
@@ -10,6 +11,7 @@ import { RegistryMirror } from './mirror.js';
 import { P2PResponder } from './p2p-responder.js';
 import { ProxyRequestError, sendError } from './proxy-error.js';
 import { type ProxyRule, ProxyRules } from './rules.js';
+import { TlsInterceptor } from './tls-interceptor.js';
 
 export interface ProxyOptions {
   downloads: Downloads;
@@ -19,27 +21,47 @@ export interface ProxyOptions {
   /** Origin of the registry for mirror requests that name none (skopeo, podman). */
   defaultRegistry: string;
   rules: readonly ProxyRule[];
+  /** TLS interception of CONNECT targets matching `hosts`, with this CA; absent = tunnel everything. */
+  interception?: { ca: CertifiedKey; hosts: readonly string[] };
 }
 
 /**
  * The daemon's proxy port, one listener for both roles (as Dragonfly's): origin-form requests
- * (`GET /v2/...`) are registry-mirror requests, absolute-form requests and CONNECT are forward-proxy ones.
+ * (`GET /v2/...`) are registry-mirror requests, absolute-form requests and CONNECT are forward-proxy ones
+ * (CONNECT targets matching the interception hosts are decrypted and served like absolute https URLs).
  */
 export class ProxyServer {
   private readonly server: Server;
   private readonly mirror: RegistryMirror;
   private readonly forward: ForwardProxy;
+  private readonly interceptor: TlsInterceptor | undefined;
   private readonly tunnels = new Set<Socket>();
 
   constructor(private readonly opts: ProxyOptions) {
     const p2p = new P2PResponder(opts.downloads, opts.storage, opts.metrics, opts.logger);
     this.mirror = new RegistryMirror(p2p, opts.defaultRegistry, opts.metrics);
-    this.forward = new ForwardProxy(p2p, new ProxyRules(opts.rules), opts.metrics, opts.logger);
-    this.server = createServer((req, res) => this.onRequest(req, res));
+    this.interceptor = opts.interception
+      ? new TlsInterceptor(
+          opts.interception.ca,
+          opts.interception.hosts,
+          (req, res, origin) =>
+            this.respond(req, res, (signal) =>
+              this.forward.serve(req, res, new URL(req.url ?? '/', origin), signal),
+            ),
+          opts.logger,
+        )
+      : undefined;
+    const rules = new ProxyRules(opts.rules);
+    this.forward = new ForwardProxy(p2p, rules, opts.metrics, opts.logger, this.interceptor);
+    this.server = createServer((req, res) => {
+      const absolute = /^[a-z][a-z0-9+.-]*:\/\//i.test(req.url ?? '');
+      const handler = absolute ? this.forward : this.mirror;
+      this.respond(req, res, (signal) => handler.handle(req, res, signal));
+    });
     this.server.on('connect', (req: IncomingMessage, socket: Socket, head: Buffer) => {
       this.tunnels.add(socket);
       socket.once('close', () => this.tunnels.delete(socket));
-      this.forward.tunnel(req, socket, head);
+      this.forward.connect(req, socket, head);
     });
   }
 
@@ -49,14 +71,17 @@ export class ProxyServer {
     return (this.server.address() as AddressInfo).port;
   }
 
-  private onRequest(req: IncomingMessage, res: ServerResponse): void {
+  /** Runs one request's work; a client that goes away aborts it; failures become error answers. */
+  private respond(
+    req: IncomingMessage,
+    res: ServerResponse,
+    work: (signal: AbortSignal) => Promise<void>,
+  ): void {
     const abort = new AbortController();
     res.once('close', () => {
       if (!res.writableFinished) abort.abort();
     });
-    const absolute = /^[a-z][a-z0-9+.-]*:\/\//i.test(req.url ?? '');
-    const handler = absolute ? this.forward : this.mirror;
-    handler.handle(req, res, abort.signal).catch((err: Error) => {
+    work(abort.signal).catch((err: Error) => {
       if (abort.signal.aborted) return;
       if (res.headersSent) {
         res.destroy();
@@ -73,6 +98,7 @@ export class ProxyServer {
 
   async close(): Promise<void> {
     for (const socket of this.tunnels) socket.destroy();
+    this.interceptor?.close();
     this.server.closeAllConnections();
     await new Promise<void>((resolve) => this.server.close(() => resolve()));
   }

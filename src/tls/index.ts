@@ -1,0 +1,1 @@
+export { type CertifiedKey, createCertificateAuthority, LeafIssuer } from './certificate.js';

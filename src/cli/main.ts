@@ -13,6 +13,7 @@ const commands: Record<string, () => Promise<Command>> = {
   cluster: async () => (await import('./cluster.js')).clusterCommand(),
   image: async () => (await import('./image.js')).imageCommand(),
   mount: async () => (await import('./mount.js')).mountCommand(),
+  init: async () => (await import('./init.js')).initCommand(),
 };
 
 const program = new Command('damselfly')

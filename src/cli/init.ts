@@ -3,10 +3,12 @@ import { Command } from 'commander';
 import {
   type ApplyOutcome,
   applyPlan,
+  DEFAULT_CA_DIR,
   DEFAULT_CONFIG_PATHS,
   DEFAULT_PROXY,
   InitError,
   type InitPlan,
+  initCa,
   parseProxy,
   parseRegistries,
   parseRuntime,
@@ -34,7 +36,7 @@ export function initCommand(): Command {
         'layout are lost: the backup keeps them. A second run changes nothing. ' +
         'See docs/runtime-integration.md.',
     )
-    .argument('<runtime>', 'containerd, docker or podman')
+    .argument('<runtime>', "containerd, docker or podman; or ca (a CA for the proxy's TLS interception)")
     .option(
       '--registry <host,...>',
       'registries to pull through the daemon: host[:port] (https) or http(s)://host[:port]; ' +
@@ -45,7 +47,8 @@ export function initCommand(): Command {
     .option(
       '--config-path <file>',
       `the runtime's config file (default: containerd ${DEFAULT_CONFIG_PATHS.containerd}, docker ` +
-        `${DEFAULT_CONFIG_PATHS.docker}, podman ${DEFAULT_CONFIG_PATHS.podman})`,
+        `${DEFAULT_CONFIG_PATHS.docker}, podman ${DEFAULT_CONFIG_PATHS.podman}); for ca, the directory ` +
+        `for ca.crt and ca.key (default ${DEFAULT_CA_DIR})`,
     )
     .option('--dry-run', 'write nothing; print each file as it would be written and what to restart')
     .addHelpText(
@@ -60,14 +63,23 @@ export function initCommand(): Command {
         '  podman      registries.conf (also read by skopeo, buildah, CRI-O): per registry a [[registry]]\n' +
         '              whose first [[registry.mirror]] is the daemon. The daemon must have that registry\n' +
         '              as proxy.registryMirror.addr (podman names no upstream). No restart.\n' +
+        '  ca          <dir>/ca.crt and <dir>/ca.key (0600): a new CA for proxy.interception, so HTTPS\n' +
+        '              downloads through the proxy can go P2P; never replaces an existing CA. Clients\n' +
+        '              must trust ca.crt. Restart the daemon.\n' +
         '\nExamples:\n' +
         '  damselfly init containerd --registry docker.io,ghcr.io\n' +
         '  damselfly init containerd --registry http://127.0.0.1:5000 --proxy 10.0.0.5:4001\n' +
         '  damselfly init docker --registry docker.io\n' +
         '  damselfly init podman --registry registry.example.com --dry-run\n' +
-        '  damselfly init containerd --registry docker.io --config-path /tmp/k/config.toml --dry-run\n',
+        '  damselfly init containerd --registry docker.io --config-path /tmp/k/config.toml --dry-run\n' +
+        '  damselfly init ca --config-path /etc/damselfly\n',
     )
     .action(async (runtimeName: string, flags: InitFlags) => {
+      if (runtimeName === 'ca') {
+        const dir = resolve(flags.configPath?.trim() || DEFAULT_CA_DIR);
+        process.stdout.write(await initCa(dir, { dryRun: Boolean(flags.dryRun) }));
+        return;
+      }
       const runtime = parseRuntime(runtimeName);
       if (!flags.registry?.length) {
         throw new InitError('--registry is required: name the registries to pull through the daemon');

@@ -66,7 +66,7 @@ export class DaemonMetrics {
   });
   readonly proxyRequests = new Counter({
     name: 'damselfly_proxy_requests_total',
-    help: 'Requests the mirror/proxy answered, by how: p2p, direct (passed through), refused (by the origin), tunnel (CONNECT)',
+    help: 'Requests the mirror/proxy answered, by how: p2p, direct (passed through), refused (by the origin), tunnel and intercepted (CONNECT), error (refused by the proxy or upstream unreachable)',
     labelNames: ['via'] as const,
     registers: [this.registry],
   });

@@ -107,9 +107,9 @@ export async function backupFile(source: string, path: string): Promise<string> 
 }
 
 /** Writes `content` to `path` atomically, keeping an existing file's mode (and owner, when root). */
-export async function writeFileAtomic(path: string, content: string): Promise<void> {
+export async function writeFileAtomic(path: string, content: string, newFileMode = 0o644): Promise<void> {
   const dir = dirname(path);
-  let mode = 0o644;
+  let mode = newFileMode;
   let owner: { uid: number; gid: number } | undefined;
   try {
     const st = await stat(path);

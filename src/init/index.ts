@@ -1,4 +1,5 @@
 export { type ApplyOutcome, applyPlan, readIfExists } from './apply.js';
+export { DEFAULT_CA_DIR, initCa } from './ca.js';
 export {
   type ContainerdConfigPlan,
   hostsTomlPath,

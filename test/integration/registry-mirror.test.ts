@@ -1,18 +1,28 @@
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { writeFile } from 'node:fs/promises';
+import { readFile, stat, writeFile } from 'node:fs/promises';
 import { request as httpRequest, type IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { promisify } from 'node:util';
 import { Agent, ProxyAgent, request } from 'undici';
 import { RegistryClient, StaticCredentialStore } from '../../src/image/oci/index.js';
 import { type CertifiedKey, createCertificateAuthority, LeafIssuer } from '../../src/tls/index.js';
-import { Cluster, type Daemon, seededBytes, startOrigin, type TestOrigin } from '../helpers/index.js';
+import {
+  Cluster,
+  cliPath,
+  type Daemon,
+  seededBytes,
+  startOrigin,
+  type TestOrigin,
+} from '../helpers/index.js';
 import { buildImage, pushImage, type TestImage } from '../helpers/oci-image.js';
 import { startRegistry, TEST_USER, type TestRegistry } from '../helpers/registry.js';
 import { type RegistryTap, startRegistryTap } from '../helpers/registry-tap.js';
 
+const run = promisify(execFile);
 const MiB = 1024 * 1024;
 const BLOB_SIZE = 24 * MiB;
 const BASIC = `Basic ${Buffer.from(`${TEST_USER.username}:${TEST_USER.password}`).toString('base64')}`;
@@ -352,9 +362,17 @@ describe('HTTPS through the forward proxy with TLS interception', () => {
     tunnelled = await startOrigin({ tls });
     cluster = await Cluster.create('interception');
     const dir = await cluster.dir('ca');
-    proxyCa = createCertificateAuthority();
-    await writeFile(join(dir, 'ca.crt'), proxyCa.cert);
-    await writeFile(join(dir, 'ca.key'), proxyCa.key, { mode: 0o600 });
+    // The proxy's CA, made as a user would make it.
+    const made = await run(process.execPath, [cliPath, 'init', 'ca', '--config-path', dir]);
+    assert.match(made.stdout, /created .*ca\.crt/);
+    proxyCa = {
+      cert: await readFile(join(dir, 'ca.crt'), 'utf8'),
+      key: await readFile(join(dir, 'ca.key'), 'utf8'),
+    };
+    assert.equal((await stat(join(dir, 'ca.key'))).mode & 0o777, 0o600, 'the CA key is readable by others');
+    const again = await run(process.execPath, [cliPath, 'init', 'ca', '--config-path', dir]);
+    assert.match(again.stdout, /already configured/);
+    assert.equal(await readFile(join(dir, 'ca.crt'), 'utf8'), proxyCa.cert, 'a second init replaced the CA');
     await writeFile(join(dir, 'origin-ca.pem'), originCa.cert);
     // The daemons fetch the origin themselves, so they must trust its CA like any https client.
     const env = { NODE_EXTRA_CA_CERTS: join(dir, 'origin-ca.pem') };

@@ -67,10 +67,9 @@ describe('interception certificates', () => {
       });
       assert.equal(reply, 'ok');
       await assert.rejects(
-        new Promise((resolve, reject) => {
-          const socket = connect(
-            { port, host: '127.0.0.1', servername: 'other.local', ca: ca.cert },
-            resolve,
+        new Promise<void>((resolve, reject) => {
+          const socket = connect({ port, host: '127.0.0.1', servername: 'other.local', ca: ca.cert }, () =>
+            resolve(),
           );
           socket.once('error', reject);
         }),

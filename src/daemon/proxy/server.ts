@@ -83,6 +83,7 @@ export class ProxyServer {
     });
     work(abort.signal).catch((err: Error) => {
       if (abort.signal.aborted) return;
+      this.opts.metrics.proxyRequests.inc({ via: 'error' });
       if (res.headersSent) {
         res.destroy();
         return;

@@ -1,4 +1,13 @@
 export { ConfigError, loadConfig, mergeConfig } from './load.js';
-export { RegistryAddressError, registryOrigin } from './registry-addr.js';
+export {
+  AUTHORITY,
+  checkPort,
+  DOCKER_HUB_HOST,
+  DOCKER_HUB_ORIGIN,
+  parseRegistryAddress,
+  type RegistryAddress,
+  RegistryAddressError,
+  registryOrigin,
+} from './registry-addr.js';
 export * from './schemas.js';
 export { parseDuration, parseHostPort, parseSize } from './units.js';

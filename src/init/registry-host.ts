@@ -1,3 +1,12 @@
+import {
+  AUTHORITY,
+  checkPort,
+  DOCKER_HUB_HOST,
+  DOCKER_HUB_ORIGIN,
+  parseRegistryAddress,
+  type RegistryAddress,
+  RegistryAddressError,
+} from '../config/index.js';
 import { InitError } from './errors.js';
 
 /**
@@ -5,27 +14,18 @@ import { InitError } from './errors.js';
  * host (`registry.example.com`, `127.0.0.1:5000`: https) or a URL with a scheme (`http://127.0.0.1:5000`).
  */
 
-const DOCKER_HUB_ALIASES = new Set(['docker.io', 'index.docker.io', 'registry-1.docker.io']);
-/** Where Docker Hub's registry API answers; `docker.io` itself is only a name. */
-export const DOCKER_HUB_ORIGIN = 'https://registry-1.docker.io';
-/** The name containerd (hosts dir) and registries.conf use for Docker Hub. */
-export const DOCKER_HUB_HOST = 'docker.io';
+export { DOCKER_HUB_HOST, DOCKER_HUB_ORIGIN };
+
 /** The daemon's proxy port on its default address. */
 export const DEFAULT_PROXY = 'http://127.0.0.1:4001';
 
-/** A DNS name, an IPv4 address or a bracketed IPv6 address, then an optional port. */
-const AUTHORITY = /^(?<name>[a-z0-9](?:[a-z0-9.-]*[a-z0-9])?|\[[0-9a-f:.]+\])(?::(?<port>\d{1,5}))?$/i;
-
-export interface Registry {
+/**
+ * A registry for init: its `origin` is where the daemon fetches from and containerd's fallback `server`;
+ * its `host` names containerd's hosts dir and registries.conf's location.
+ */
+export interface Registry extends RegistryAddress {
   /** What the user typed, for messages. */
   input: string;
-  /** `scheme://host[:port]`: where the daemon fetches from, and containerd's fallback `server`. */
-  origin: string;
-  /** `host[:port]` as image references name it: containerd's hosts dir, registries.conf's location. */
-  host: string;
-  /** Plain http (an insecure registry for podman). */
-  plainHttp: boolean;
-  dockerHub: boolean;
 }
 
 export interface ProxyAddress {
@@ -37,52 +37,19 @@ export interface ProxyAddress {
   loopback: boolean;
 }
 
-function checkPort(port: string | undefined, value: string, what: string): void {
-  if (port === undefined) return;
-  const n = Number(port);
-  if (n < 1 || n > 65535) throw new InitError(`invalid ${what} "${value}": port must be 1-65535`);
-}
-
 /** One `--registry` entry. */
 export function parseRegistry(value: string): Registry {
-  const text = value.trim();
-  if (text === '') throw new InitError('invalid registry "": empty entry in --registry');
-  const scheme = /^([a-z][a-z0-9+.-]*):\/\//i.exec(text)?.[1]?.toLowerCase();
-  if (scheme !== undefined && scheme !== 'http' && scheme !== 'https') {
-    throw new InitError(`invalid registry "${value}": only http:// and https:// are supported`);
-  }
-  let rest = scheme === undefined ? text : text.slice(scheme.length + 3);
-  if (rest.endsWith('/')) rest = rest.slice(0, -1);
-  if (/[/?#@]/.test(rest)) {
-    throw new InitError(
-      `invalid registry "${value}": give a host[:port] or a scheme://host[:port], without path, user or query`,
-    );
-  }
-  const m = AUTHORITY.exec(rest);
-  if (!m) throw new InitError(`invalid registry "${value}": not a host[:port]`);
-  checkPort(m.groups?.port, value, 'registry');
+  return { input: value, ...asInitError(() => parseRegistryAddress(value)) };
+}
 
-  const hostname = m.groups!.name!.toLowerCase();
-  const port = m.groups?.port;
-  const host = port === undefined ? hostname : `${hostname}:${Number(port)}`;
-  if (DOCKER_HUB_ALIASES.has(hostname) && port === undefined) {
-    if (scheme === 'http') throw new InitError(`invalid registry "${value}": Docker Hub is https only`);
-    return {
-      input: value,
-      origin: DOCKER_HUB_ORIGIN,
-      host: DOCKER_HUB_HOST,
-      plainHttp: false,
-      dockerHub: true,
-    };
+/** The config module's parse errors, as `damselfly init` reports them. */
+function asInitError<T>(parse: () => T): T {
+  try {
+    return parse();
+  } catch (err) {
+    if (err instanceof RegistryAddressError) throw new InitError(err.message);
+    throw err;
   }
-  const plainHttp = scheme === 'http';
-  return {
-    input: value,
-    origin: `${plainHttp ? 'http' : 'https'}://${host}`,
-    host,
-    plainHttp,
-    dockerHub: false,
-  };
 }
 
 /**
@@ -125,7 +92,7 @@ export function parseProxy(value: string): ProxyAddress {
   const m = AUTHORITY.exec(rest);
   if (!m || /[/?#@]/.test(rest)) throw new InitError(`invalid proxy "${value}": expected host:port`);
   if (m.groups?.port === undefined) throw new InitError(`invalid proxy "${value}": the port is missing`);
-  checkPort(m.groups.port, value, 'proxy');
+  asInitError(() => checkPort(m.groups?.port, value, 'proxy'));
   const authority = `${m.groups.name!.toLowerCase()}:${Number(m.groups.port)}`;
   return { url: `http://${authority}`, authority, loopback: isLoopback(m.groups.name!) };
 }

@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { taskId } from '../../src/task/index.js';
+import { type CommandResult, describeCommand, runCommand } from './command.js';
 import { type MetricsSnapshot, scrapeMetrics } from './metrics.js';
 
 export const repoRoot = fileURLToPath(new URL('../../', import.meta.url));
@@ -188,51 +189,19 @@ export interface DaemonOptions {
   env?: Record<string, string>;
 }
 
-export interface GetResult {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-  stdout: string;
-  stderr: string;
-  ms: number;
-}
+export type GetResult = CommandResult;
 
 /** Runs `damselfly get ARGS…` to completion (SIGKILL after `timeoutMs`). */
 export function runGet(args: string[], opts: { timeoutMs?: number } = {}): Promise<GetResult> {
-  const timeoutMs = opts.timeoutMs ?? 240_000;
-  const started = performance.now();
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [cliPath, 'get', ...args], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-      env: env(),
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (d: string) => {
-      stdout += d;
-    });
-    child.stderr.setEncoding('utf8').on('data', (d: string) => {
-      stderr += d;
-    });
-    let timedOut = false;
-    const timer = setTimeout(() => {
-      timedOut = true;
-      child.kill('SIGKILL');
-    }, timeoutMs);
-    child.once('error', (err) => {
-      clearTimeout(timer);
-      reject(err);
-    });
-    child.once('close', (code, signal) => {
-      clearTimeout(timer);
-      if (timedOut) stderr += `\n[cluster] get killed after ${timeoutMs} ms\n`;
-      resolve({ code, signal, stdout, stderr, ms: Math.round(performance.now() - started) });
-    });
+  return runCommand(process.execPath, [cliPath, 'get', ...args], {
+    timeoutMs: opts.timeoutMs ?? 240_000,
+    env: env(),
   });
 }
 
 /** Formats a get result for an assertion message. */
 export function describeGet(r: GetResult): string {
-  return `get exited code=${r.code} signal=${r.signal} after ${r.ms} ms\nstdout: ${r.stdout.trim()}\nstderr: ${r.stderr.trim()}`;
+  return describeCommand('get', r);
 }
 
 export class Daemon {

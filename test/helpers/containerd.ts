@@ -13,6 +13,9 @@ import { constants as fsConstants } from 'node:fs';
 import { access, mkdir, mkdtemp, open, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { delimiter, join, resolve } from 'node:path';
+import { type CommandResult, describeCommand, runCommand } from './command.js';
+
+export { type CommandResult, describeCommand, runCommand };
 
 const START_TIMEOUT_MS = 20_000;
 const STOP_GRACE_MS = 10_000;
@@ -27,15 +30,6 @@ const exists = (path: string) =>
     () => false,
   );
 
-export interface CommandResult {
-  /** Exit code; null when the command was killed by a signal (see `signal`). */
-  code: number | null;
-  signal: NodeJS.Signals | null;
-  stdout: string;
-  stderr: string;
-  ms: number;
-}
-
 /** PATH with the sbin dirs added (runc lives in /usr/sbin; containerd finds it and the shim via PATH). */
 function toolPath(): string {
   const dirs = (process.env.PATH ?? '').split(delimiter).filter(Boolean);
@@ -49,47 +43,13 @@ function toolEnv(extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
   return { ...process.env, PATH: toolPath(), ...extra };
 }
 
-/**
- * Runs a command to completion, collecting its output; never throws for a non-zero exit (only when
- * the program cannot be started). SIGKILL (by PID) after `timeoutMs`.
- */
-export function runCommand(
+/** runCommand with the sbin dirs on PATH and ctr's default timeout. */
+function runTool(
   command: string,
   args: string[],
   opts: { timeoutMs?: number; env?: NodeJS.ProcessEnv } = {},
 ): Promise<CommandResult> {
-  const timeoutMs = opts.timeoutMs ?? CTR_TIMEOUT_MS;
-  const started = performance.now();
-  return new Promise((resolvePromise, reject) => {
-    const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'], env: toolEnv(opts.env) });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (d: string) => {
-      stdout += d;
-    });
-    child.stderr.setEncoding('utf8').on('data', (d: string) => {
-      stderr += d;
-    });
-    let timedOut = false;
-    const timer = setTimeout(() => {
-      timedOut = true;
-      child.kill('SIGKILL');
-    }, timeoutMs);
-    child.once('error', (err) => {
-      clearTimeout(timer);
-      reject(err);
-    });
-    child.once('close', (code, signal) => {
-      clearTimeout(timer);
-      if (timedOut) stderr += `\n[containerd helper] ${command} killed after ${timeoutMs} ms\n`;
-      resolvePromise({ code, signal, stdout, stderr, ms: Math.round(performance.now() - started) });
-    });
-  });
-}
-
-/** A command result for an error or assertion message. */
-export function describeCommand(what: string, r: CommandResult): string {
-  return `${what} exited code=${r.code} signal=${r.signal} after ${r.ms} ms\nstdout: ${r.stdout.trim()}\nstderr: ${r.stderr.trim()}`;
+  return runCommand(command, args, { timeoutMs: opts.timeoutMs ?? CTR_TIMEOUT_MS, env: toolEnv(opts.env) });
 }
 
 async function findExecutable(name: string): Promise<string | undefined> {
@@ -246,7 +206,7 @@ async function forceDeleteContainers(state: string): Promise<void> {
   for (const ns of await readdir(tasks).catch(() => [] as string[])) {
     for (const id of await readdir(join(tasks, ns)).catch(() => [] as string[])) {
       const bundle = join(tasks, ns, id);
-      await runCommand('runc', ['--root', join(RUNC_ROOT, ns), 'delete', '--force', id], {
+      await runTool('runc', ['--root', join(RUNC_ROOT, ns), 'delete', '--force', id], {
         timeoutMs: 10_000,
       }).catch(() => {});
       const pid = Number.parseInt(await readFile(join(bundle, 'init.pid'), 'utf8').catch(() => ''), 10);
@@ -331,7 +291,7 @@ export async function startContainerd(options: StartContainerdOptions = {}): Pro
   const spawnError = new Promise<Error>((r) => child.once('error', r));
 
   const ctr = (args: string[], opts: { timeoutMs?: number } = {}) =>
-    runCommand('ctr', ['--address', address, ...args], opts);
+    runTool('ctr', ['--address', address, ...args], opts);
 
   const cleanup = async () => {
     if (child.pid !== undefined) await stopChild(child);
@@ -339,7 +299,7 @@ export async function startContainerd(options: StartContainerdOptions = {}): Pro
     // shims (they name our socket on their command line).
     await forceDeleteContainers(join(dir, 'state'));
     for (const pid of await pidsWithArgument(address)) if (alive(pid)) process.kill(pid, 'SIGKILL');
-    for (const point of await mountsUnder([dir, root])) await runCommand('umount', ['-l', point]);
+    for (const point of await mountsUnder([dir, root])) await runTool('umount', ['-l', point]);
     if (process.env.DAMSELFLY_TEST_KEEP === '1') {
       process.stderr.write(`[containerd helper] kept ${dir}\n`);
     } else await rm(dir, { recursive: true, force: true });
@@ -552,5 +512,5 @@ export function skopeoCopy(src: string, dest: string, opts: SkopeoCopyOptions = 
   if (opts.destTlsVerify !== undefined) args.push(`--dest-tls-verify=${opts.destTlsVerify}`);
   if (opts.creds) args.push('--src-creds', opts.creds);
   args.push(...(opts.extraArgs ?? []), src, dest);
-  return runCommand('skopeo', args, { timeoutMs: opts.timeoutMs ?? CTR_TIMEOUT_MS });
+  return runTool('skopeo', args, { timeoutMs: opts.timeoutMs ?? CTR_TIMEOUT_MS });
 }

@@ -23,10 +23,19 @@ describe('registry addresses and upstream resolution', () => {
   it('normalizes registries to origins and maps Docker Hub to its API host', () => {
     assert.equal(registryOrigin('registry.example.com'), 'https://registry.example.com');
     assert.equal(registryOrigin('http://127.0.0.1:5000'), 'http://127.0.0.1:5000');
-    assert.equal(registryOrigin('HTTPS://Reg.Example.com:443/'), 'https://reg.example.com');
+    assert.equal(registryOrigin('HTTPS://Reg.Example.com:8443/'), 'https://reg.example.com:8443');
     assert.equal(registryOrigin('docker.io'), 'https://registry-1.docker.io');
     assert.equal(registryOrigin('[::1]:5000'), 'https://[::1]:5000');
-    for (const bad of ['ftp://x', 'https://u:p@x', 'https://x/path', 'https://x?q=1', '', 'a b']) {
+    for (const bad of [
+      'ftp://x',
+      'https://u:p@x',
+      'https://x/path',
+      'https://x?q=1',
+      '',
+      'a b',
+      'x:0',
+      'http://docker.io',
+    ]) {
       assert.throws(() => registryOrigin(bad), /invalid registry/, bad);
     }
   });

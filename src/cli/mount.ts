@@ -49,8 +49,15 @@ export function mountCommand(): Command {
     .addOption(
       new Option(
         '--backend <name>',
-        'where chunks come from (default: the directory, or the registry of SRC)',
+        'where chunks come from (default: the directory, or the registry of SRC); p2p: ranges of the ' +
+          "blobs through the local daemon's registry mirror (--proxy), so many nodes reading one image " +
+          'fetch it from the registry about once',
       ).choices(['registry', 'local', 'p2p']),
+    )
+    .option(
+      '--proxy <addr>',
+      "with --backend p2p: the local daemon's proxy port, host:port or http://host:port",
+      '127.0.0.1:4001',
     )
     .addOption(
       new Option(
@@ -93,7 +100,8 @@ export function mountCommand(): Command {
       const credentials = local
         ? []
         : [{ flag: '--creds', ref: src, value: opts.creds as string | undefined }];
-      const client = registryClient(opts.plainHttp, credentials, logger);
+      const mirror = backendName === 'p2p' ? proxyOrigin(opts.proxy) : undefined;
+      const client = registryClient(opts.plainHttp, credentials, logger, mirror);
       const backend = chooseBackend(backendName, src, local, client);
       const source = await openSource(src, { plainHttp: opts.plainHttp, platform: opts.platform, client });
       const decoded = decodeSourceBootstrap(source);
@@ -252,11 +260,28 @@ function chooseBackend(name: string, src: string, local: boolean, client: Regist
         throw new UserError(`--backend local needs an \`image build\` output directory, not ${src}`);
       return new LocalBackend(src);
     case 'registry':
-      if (local) throw new UserError(`--backend registry needs an image reference; ${src} is a directory`);
-      return new RegistryBackend(client, parseReference(src));
+    case 'p2p':
+      if (local) throw new UserError(`--backend ${name} needs an image reference; ${src} is a directory`);
+      // p2p: the same registry protocol, spoken to the daemon's mirror (the client was made with it).
+      return new RegistryBackend(client, parseReference(src), name === 'p2p' ? 'p2p' : 'registry');
     default:
-      throw new UserError(`--backend ${name} is not available yet (use registry or local)`);
+      throw new UserError(`unknown --backend ${name} (use registry, p2p or local)`);
   }
+}
+
+/** `--proxy host:port` or `http://host:port` → the mirror's origin. */
+function proxyOrigin(addr: string): string {
+  const text = /^https?:\/\//i.test(addr) ? addr : `http://${addr}`;
+  let url: URL;
+  try {
+    url = new URL(text);
+  } catch {
+    throw new UserError(`invalid --proxy "${addr}": expected host:port`);
+  }
+  if (url.protocol !== 'http:' || !url.port || (url.pathname !== '/' && url.pathname !== '')) {
+    throw new UserError(`invalid --proxy "${addr}": expected host:port of the daemon's proxy (plain http)`);
+  }
+  return url.origin;
 }
 
 async function openSource(

@@ -37,6 +37,8 @@ export function registryClient(
   plainHttp: boolean | undefined,
   credentials: Array<{ flag: string; ref: string; value?: string }> = [],
   logger?: Logger,
+  /** Pull through a Damselfly daemon's registry mirror at this origin. */
+  mirror?: string,
 ): RegistryClient {
   const explicit: Record<string, RegistryCredentials> = {};
   for (const { flag, ref, value } of credentials) {
@@ -52,5 +54,6 @@ export function registryClient(
     ...(plainHttp !== undefined ? { plainHttp } : {}),
     credentials: defaultCredentialStore(explicit),
     ...(logger ? { logger } : {}),
+    ...(mirror ? { mirror } : {}),
   });
 }

@@ -1,7 +1,7 @@
 /**
  * Where stored blob bytes come from. A backend returns bytes as stored (maybe compressed) and never
  * vouches for them: the ChunkFetcher verifies every chunk against the chunk table before use. The
- * P2P backend (ranges through the local daemon) will implement this same interface.
+ * p2p backend is a RegistryBackend whose client talks to the local daemon's registry mirror.
  */
 import type { BlobInfo } from '../image/format/index.js';
 

@@ -395,6 +395,22 @@ export class Cluster {
     return daemon;
   }
 
+  /** Any other long-running `damselfly ARGS…` (e.g. a mount), stopped with the rest by stop(). */
+  startProcess(name: string, args: string[]): ManagedProcess {
+    return this.spawn(this.unique(name), args);
+  }
+
+  /** Waits until the process has printed `text` on stdout; fails with its log if it exits or times out. */
+  async waitForOutput(proc: ManagedProcess, text: string, timeoutMs = 60_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (Date.now() < deadline) {
+      if ((await readFile(proc.stdoutPath, 'utf8').catch(() => '')).includes(text)) return;
+      if (!proc.running) break;
+      await sleep(50);
+    }
+    throw new Error(`${proc.name} did not print "${text}"\n${await proc.logTail()}`);
+  }
+
   /** The tail of every process's output, for a failure report. */
   async logs(): Promise<string> {
     const tails = await Promise.all(this.processes.map((p) => p.logTail()));

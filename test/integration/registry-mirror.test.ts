@@ -161,6 +161,26 @@ describe('registry mirror: blob GETs go P2P, the rest passes through', () => {
     assert.equal(past.statusCode, 416);
   });
 
+  it('a range fetches only the pieces under it; a later whole GET fetches the rest', async () => {
+    const daemon = headerRouted; // it has none of the layer yet
+    const headers = { 'x-damselfly-registry': tap.url };
+    const path = `/v2/app/data/blobs/${layer.digest}`;
+    const downloaded = async () =>
+      (await daemon.metrics()).value('damselfly_download_traffic_bytes_total', { type: 'p2p' });
+    const before = await downloaded();
+    const PIECE = 4 * MiB; // the piece length of a blob this size
+    const ranged = await request(mirrorUrl(daemon, path), {
+      headers: { ...headers, range: 'bytes=5000000-5000099' },
+    });
+    assert.equal(ranged.statusCode, 206);
+    assert.deepEqual(await readAll(ranged.body), layer.bytes.subarray(5000000, 5000100));
+    assert.equal((await downloaded()) - before, PIECE, 'a 100-byte range should move one piece');
+
+    const whole = await request(mirrorUrl(daemon, path), { headers });
+    assert.equal(sha256(await readAll(whole.body)), layer.digest);
+    assert.equal((await downloaded()) - before, layer.size, 'the whole GET fetched a piece twice');
+  });
+
   it('passes the ping, manifests and HEADs through; routes by X-Damselfly-Registry', async () => {
     const ping = await request(mirrorUrl(peers[0]!, '/v2/'));
     await ping.body.dump();

@@ -29,10 +29,12 @@ export class Downloads {
       pieceLength: request.pieceLength,
     });
     let entry = this.running.get(id);
+    // A running download fetches this request's range (or everything) too, unless it has just finished.
+    if (entry && !entry.task.want(request.range)) entry = undefined;
     if (!entry) {
       const task = new PeerTask(id, request, this.deps);
       const done = task.run(this.abort.signal).finally(() => {
-        this.running.delete(id);
+        if (this.running.get(id)?.task === task) this.running.delete(id);
       });
       done.then(
         () => this.deps.metrics.tasks.inc({ result: 'succeeded' }),

@@ -40,6 +40,16 @@ export interface DownloadRequest {
   /** Set on seed peers triggered by the scheduler. */
   needBackToSource?: boolean;
   disableBackToSource?: boolean;
+  /**
+   * Only the pieces covering these bytes are wanted (a ranged read: lazy image chunks, resumed blobs).
+   * The download then ends when they are stored; the task completes only once every piece is.
+   */
+  range?: ByteRange;
+}
+
+export interface ByteRange {
+  start: number;
+  length: number;
 }
 
 export interface Progress {
@@ -69,6 +79,11 @@ interface InFlightFetch {
 
 /** A piece still in flight after this long (and 3x its expected time) is also asked of another parent. */
 const HEDGE_AFTER_MS = 2000;
+/**
+ * Parents that have offered none of the still-missing pieces for this long are dropped, so the scheduler
+ * finds others (a parent that downloaded only a range may never get the rest).
+ */
+const STALL_MS = 10_000;
 
 interface Layout {
   contentLength: number;
@@ -106,6 +121,10 @@ export class PeerTask extends EventEmitter {
   private rescheduling = false;
   private startedReported = false;
   private rotation = Math.random();
+  /** null: every piece; otherwise the byte ranges whose pieces are wanted (see DownloadRequest.range). */
+  private wantedRanges: ByteRange[] | null;
+  /** When a piece last started or landed (for STALL_MS). */
+  private lastProgress = performance.now();
   /** Keeps GC away from the task while this download runs. */
   private unpin: (() => void) | null = null;
   private outcome!: { resolve: () => void; reject: (err: Error) => void };
@@ -118,11 +137,24 @@ export class PeerTask extends EventEmitter {
     private readonly deps: PeerTaskDeps,
   ) {
     super();
+    this.wantedRanges = request.range ? [request.range] : null;
     this.peerId = `${deps.scheduler.hostId}-${randomUUID()}`;
     this.log = deps.logger.child({ taskId, peerId: this.peerId });
   }
 
-  /** Runs the download to the end; resolves when every piece is stored. */
+  /**
+   * Adds bytes (or, without a range, the whole task) to what this running download fetches. False once it
+   * has finished: the caller then starts a new download, which skips the pieces already stored.
+   */
+  want(range?: ByteRange): boolean {
+    if (this.mode === 'done') return false;
+    if (!range) this.wantedRanges = null;
+    else this.wantedRanges?.push(range);
+    this.changed.notify();
+    return true;
+  }
+
+  /** Runs the download to the end; resolves when every wanted piece is stored. */
   async run(signal: AbortSignal): Promise<void> {
     const task = this.deps.storage.getTask(this.taskId);
     // A stored task is reused only while intact (see TaskStorage.checkIntact); a changed one is gone now.
@@ -131,6 +163,15 @@ export class PeerTask extends EventEmitter {
       this.progress.contentLength = task.contentLength;
       this.progress.completedLength = task.contentLength;
       return;
+    }
+    if (task && task.contentLength >= 0 && this.request.range) {
+      this.layout = {
+        contentLength: task.contentLength,
+        pieceLength: task.pieceLength,
+        pieceCount: task.pieceCount,
+      };
+      if (this.missing().length === 0) return; // the wanted pieces are here from an earlier ranged read
+      this.layout = null;
     }
     const done = new Promise<void>((resolve, reject) => {
       this.outcome = { resolve, reject };
@@ -310,6 +351,7 @@ export class PeerTask extends EventEmitter {
     this.changed.notify();
   }
 
+  /** The wanted pieces not stored yet, starting at this peer's random rotation. */
   private missing(): number[] {
     if (!this.layout) return [];
     const out: number[] = [];
@@ -317,9 +359,37 @@ export class PeerTask extends EventEmitter {
     const start = Math.floor(this.rotation * n);
     for (let i = 0; i < n; i++) {
       const number = (start + i) % n;
-      if (!this.deps.storage.hasPiece(this.taskId, number)) out.push(number);
+      if (this.isWanted(number) && !this.deps.storage.hasPiece(this.taskId, number)) out.push(number);
     }
     return out;
+  }
+
+  private isWanted(number: number): boolean {
+    if (this.wantedRanges === null) return true;
+    const { pieceLength } = this.layout!;
+    const first = number * pieceLength;
+    const last = first + pieceLength - 1;
+    return this.wantedRanges.some((r) => r.start <= last && r.start + r.length - 1 >= first);
+  }
+
+  /** Every piece of the task stored (not only the wanted ones). */
+  private complete(): boolean {
+    return this.deps.storage.listPieces(this.taskId).length === this.layout!.pieceCount;
+  }
+
+  /**
+   * Nothing in flight, nothing startable and no piece landed for STALL_MS: parents offering none of the
+   * missing pieces are dropped (the last one dropped makes the loop ask the scheduler again).
+   */
+  private dropStalledParents(missing: number[]): void {
+    if (this.fetches > 0 || performance.now() - this.lastProgress < STALL_MS || missing.length === 0) return;
+    const now = Date.now();
+    for (const parent of [...this.parents.values()]) {
+      if (!missing.some((n) => parent.pieces.has(n) || parent.offers(n, now))) {
+        this.dropParent(parent, 'it holds none of the pieces still needed');
+      }
+    }
+    this.lastProgress = performance.now();
   }
 
   private startP2P(): void {
@@ -351,8 +421,10 @@ export class PeerTask extends EventEmitter {
             if (pick) this.deps.metrics.pieceHedges.inc();
           }
           if (!pick) break;
+          this.lastProgress = performance.now();
           void this.fetchFromParent(pick.number, pick.parent, abort.signal);
         }
+        this.dropStalledParents(missing);
         if (this.parents.size === 0 && this.fetches === 0 && !this.rescheduling) {
           this.rescheduling = true;
           this.send({
@@ -448,6 +520,7 @@ export class PeerTask extends EventEmitter {
       if (me.abort.signal.aborted || this.deps.storage.hasPiece(this.taskId, number)) return; // a hedged copy won
       for (const other of running) if (other !== me) other.abort.abort();
       await this.deps.storage.writePiece(this.taskId, { ...range, digest }, data);
+      this.lastProgress = performance.now();
       const costMs = Math.round(performance.now() - me.started);
       parent.recordSpeed(data.length, costMs);
       parent.failures = 0;
@@ -570,7 +643,10 @@ export class PeerTask extends EventEmitter {
       },
     );
     if (info.supportsRange && this.layout) {
-      await fetcher.fetchRanges(this.missing(), this.layout.contentLength, this.layout.pieceLength);
+      // Ranges wanted by later readers (want()) arrive while fetching: go round until none is missing.
+      for (let missing = this.missing(); missing.length > 0; missing = this.missing()) {
+        await fetcher.fetchRanges(missing, this.layout.contentLength, this.layout.pieceLength);
+      }
     } else {
       // Unknown length: record the task now; its size is fixed once the body ends.
       if (!this.layout) this.putTask(-1, pieceLength);
@@ -587,7 +663,8 @@ export class PeerTask extends EventEmitter {
     const missing = this.missing();
     if (missing.length > 0) throw new DownloadError(`${missing.length} pieces still missing`);
     this.mode = 'done';
-    this.deps.storage.markSucceeded(this.taskId);
+    // A ranged download may leave other pieces missing: the task stays incomplete (and is no seed for them).
+    if (this.complete()) this.deps.storage.markSucceeded(this.taskId);
     if (fromSource) {
       this.send({
         case: 'downloadPeerBackToSourceFinished',

@@ -67,6 +67,8 @@ export class P2PResponder {
         tag: optionalHeader(req, 'x-damselfly-tag'),
         application: optionalHeader(req, 'x-damselfly-application'),
         priority: priorityOf(req),
+        // A range fetches only the pieces under it (lazy image chunks read this way).
+        range: range.kind === 'partial' ? { start, length: end - start + 1 } : undefined,
       });
       this.countTraffic(handle, get.registry);
       await waitForByte(this.storage, handle.taskId, start, handle.done, signal);

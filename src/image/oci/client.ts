@@ -40,6 +40,8 @@ export interface RegistryClientOptions {
   uploadChunkSize?: number;
   /** Where retries are reported (never with credentials or query strings). */
   logger?: Logger;
+  /** Pull through a Damselfly daemon's registry mirror at this origin (see RegistryTransportOptions). */
+  mirror?: string;
 }
 
 interface FetchedManifestBase {
@@ -114,6 +116,7 @@ export class RegistryClient {
       ...(options.plainHttp !== undefined ? { plainHttp: options.plainHttp } : {}),
       ...(options.credentials ? { credentials: options.credentials } : {}),
       ...(options.logger ? { logger: options.logger } : {}),
+      ...(options.mirror ? { mirror: options.mirror } : {}),
     });
     this.uploader = new BlobUploader(this.transport, {
       chunkSize: options.uploadChunkSize ?? DEFAULT_UPLOAD_CHUNK,

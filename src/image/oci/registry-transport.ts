@@ -36,6 +36,12 @@ export interface RegistryResponse extends Dispatcher.ResponseData {
 export interface RegistryTransportOptions extends RetryingHttpClientOptions {
   plainHttp?: boolean;
   credentials?: CredentialStore;
+  /**
+   * Origin of a Damselfly daemon's registry mirror (e.g. `http://127.0.0.1:4001`): every request goes
+   * there, naming the registry in X-Damselfly-Registry; auth challenges come back relayed, so the usual
+   * token flow works. Read-only: for pulls.
+   */
+  mirror?: string;
 }
 
 /** Loopback registries are local test or dev registries: plain http unless told otherwise. */
@@ -65,7 +71,10 @@ export class RegistryTransport {
   }
 
   async send(req: RegistryRequest): Promise<RegistryResponse> {
-    const registryOrigin = this.baseUrl(req.registry).origin;
+    const upstream = this.baseUrl(req.registry).origin;
+    // Through a mirror, the mirror is who we talk to (and send credentials to); it passes them on.
+    const registryOrigin = this.options.mirror ?? upstream;
+    if (this.options.mirror) req = { ...req, headers: { ...req.headers, 'x-damselfly-registry': upstream } };
     const url = new URL(req.target, registryOrigin);
     let authorization = await this.auth.authorize(req.registry, req.scopes, req.signal);
     let res = await this.sendTo(req, url, registryOrigin, authorization);

@@ -147,6 +147,11 @@ export const daemonConfigSchema = z
           })
           .strict()
           .prefault({}),
+        /**
+         * How long the registry's acceptance of a client's credentials for a blob is remembered (a lazy
+         * mount reads one blob in many ranges); 0 asks the registry on every request.
+         */
+        accessCacheTtl: duration().prefault('60s'),
         /** Forward-proxy rules, first match wins: GETs of matching URLs go P2P unless `direct`. */
         rules: z
           .array(z.object({ regex: regexString(), direct: z.boolean().default(false) }).strict())

@@ -110,6 +110,7 @@ export async function startDaemon(config: DaemonConfig, logger: Logger): Promise
     logger,
     defaultRegistry: config.proxy.registryMirror.addr,
     rules: config.proxy.rules,
+    accessCacheTtl: config.proxy.accessCacheTtl,
     interception: loadInterception(config),
   });
   const proxyPort = await proxy.listen(config.proxy.listen, config.proxy.port);

@@ -34,6 +34,7 @@ describe('damselfly mount --backend p2p', { skip }, () => {
   let nodes: Daemon[];
   let ref: string;
   let imageBytes: number;
+  let blobCount: number;
 
   before(async () => {
     registry = await startRegistry();
@@ -59,6 +60,7 @@ describe('damselfly mount --backend p2p', { skip }, () => {
       await openImageSource(`${registry.host}/app:df`, { plainHttp: true }),
     );
     imageBytes = decoded.image.blobs.reduce((sum, b) => sum + b.compressedSize, 0);
+    blobCount = decoded.image.blobs.length + 1; // and the bootstrap's blob
     ref = `${tap.host}/app:df`;
     cluster = await Cluster.create('mount-p2p');
     await cluster.startScheduler();
@@ -104,6 +106,13 @@ describe('damselfly mount --backend p2p', { skip }, () => {
         served <= 1.05 * imageBytes + 64 * 1024,
         `the registry served ${served} blob bytes for two full reads of a ${imageBytes}-byte image`,
       );
+      // The daemon remembers the registry's yes for a while (proxy.accessCacheTtl): not one check per read.
+      const checks = tap.records.filter((r) => r.path.includes('/blobs/') && r.range === 'bytes=0-0').length;
+      const reads = (await nodes[0]!.metrics()).value('damselfly_proxy_requests_total', { via: 'p2p' });
+      process.stdout.write(
+        `# access checks at the registry: ${checks}, for ${reads} P2P range reads on node0\n`,
+      );
+      assert.ok(checks <= 4 * blobCount * nodes.length, `${checks} access checks at the registry`);
       const m = await nodes[1]!.metrics();
       assert.ok(m.value('damselfly_proxy_requests_total', { via: 'p2p' }) > 0, 'node1 served no P2P ranges');
     });

@@ -4,6 +4,7 @@ import type { DownloadHandle, Downloads } from '../download/downloads.js';
 import type { PeerTask } from '../download/peer-task.js';
 import type { DaemonMetrics } from '../metrics.js';
 import type { TaskStorage } from '../storage/index.js';
+import { AccessCache } from './access-cache.js';
 import { parseByteRange } from './byte-range.js';
 import { forwardRequestHeaders, taskOriginHeaders } from './headers.js';
 import { pipeTaskRange, waitForByte } from './task-stream.js';
@@ -34,24 +35,35 @@ export class P2PResponder {
   /** Tasks whose traffic is already counted per registry. */
   private readonly counted = new WeakSet<PeerTask>();
 
+  private readonly access: AccessCache;
+
   constructor(
     private readonly downloads: Downloads,
     private readonly storage: TaskStorage,
     private readonly metrics: DaemonMetrics,
     private readonly logger: Logger,
-  ) {}
+    /** How long the origin's "yes" to a client's credentials for a URL is trusted (0 = ask every time). */
+    accessCacheTtlMs: number,
+  ) {
+    this.access = new AccessCache(accessCacheTtlMs);
+  }
 
   async serve(req: IncomingMessage, res: ServerResponse, get: P2PGet, signal: AbortSignal): Promise<void> {
     const originHeaders = taskOriginHeaders(req.headers);
-    const access = await checkAccess(get.url, originHeaders, signal);
-    if (!access.allowed) {
-      // Relayed as the origin said it: a 401 carries the challenge the client needs for its token flow.
-      this.logger.info({ url: get.url, status: access.answer.statusCode }, 'origin refused the client');
-      this.metrics.proxyRequests.inc({ via: 'refused' });
-      this.count(get.registry, await relay(access.answer, res));
-      return;
+    const accessKey = AccessCache.key(get.url, originHeaders);
+    let length = this.access.get(accessKey);
+    if (length === undefined) {
+      const access = await checkAccess(get.url, originHeaders, signal);
+      if (!access.allowed) {
+        // Relayed as the origin said it: a 401 carries the challenge the client needs for its token flow.
+        this.logger.info({ url: get.url, status: access.answer.statusCode }, 'origin refused the client');
+        this.metrics.proxyRequests.inc({ via: 'refused' });
+        this.count(get.registry, await relay(access.answer, res));
+        return;
+      }
+      length = access.contentLength;
+      if (length > 0) this.access.allow(accessKey, length);
     }
-    const length = access.contentLength;
     if (length <= 0) return this.direct(req, res, get, signal); // empty or unknown length: nothing to share
     const range = parseByteRange(optionalHeader(req, 'range'), length);
     if (range.kind === 'unsatisfiable') {

@@ -21,6 +21,8 @@ export interface ProxyOptions {
   /** Origin of the registry for mirror requests that name none (skopeo, podman). */
   defaultRegistry: string;
   rules: readonly ProxyRule[];
+  /** How long an origin's "yes" to a client's credentials for a blob is trusted, in ms. */
+  accessCacheTtl: number;
   /** TLS interception of CONNECT targets matching `hosts`, with this CA; absent = tunnel everything. */
   interception?: { ca: CertifiedKey; hosts: readonly string[] };
 }
@@ -38,7 +40,13 @@ export class ProxyServer {
   private readonly tunnels = new Set<Socket>();
 
   constructor(private readonly opts: ProxyOptions) {
-    const p2p = new P2PResponder(opts.downloads, opts.storage, opts.metrics, opts.logger);
+    const p2p = new P2PResponder(
+      opts.downloads,
+      opts.storage,
+      opts.metrics,
+      opts.logger,
+      opts.accessCacheTtl,
+    );
     this.mirror = new RegistryMirror(p2p, opts.defaultRegistry, opts.metrics);
     this.interceptor = opts.interception
       ? new TlsInterceptor(

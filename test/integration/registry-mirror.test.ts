@@ -337,6 +337,41 @@ describe('forward proxy', () => {
     });
   });
 
+  it('ranged reads with no seed peer: a second node whose range no peer holds still finishes', {
+    timeout: 120_000,
+  }, async () => {
+    await cluster.withLogs(async () => {
+      // Its own scheduler and no seed: the first ranged peer fetches only its range from the origin.
+      const scheduler = await cluster.startScheduler({ name: 'no-seed-scheduler' });
+      const [a, b] = await Promise.all(
+        ['ranged-a', 'ranged-b'].map((name) => cluster.startDaemon({ name, schedulerPort: scheduler.port })),
+      );
+      const file = await origin.addFile('/files/ranged.bin', 24 * MiB);
+      const bytes = await readFile(file.localPath);
+      const ranged = async (daemon: Daemon, start: number, end: number) => {
+        const viaA = await new Promise<{ res: IncomingMessage; body: Buffer }>((resolve, reject) => {
+          const req = httpRequest({
+            host: '127.0.0.1',
+            port: daemon.proxyPort,
+            path: file.url,
+            headers: { 'x-damselfly-use-p2p': 'true', range: `bytes=${start}-${end}` },
+          });
+          req.once('response', (res) => readAll(res).then((body) => resolve({ res, body }), reject));
+          req.once('error', reject);
+          req.end();
+        });
+        assert.equal(viaA.res.statusCode, 206, daemon.name);
+        assert.deepEqual(viaA.body, bytes.subarray(start, end + 1), `${daemon.name}: range bytes`);
+      };
+      await ranged(a!, 0, 999);
+      await ranged(b!, 20 * MiB, 20 * MiB + 999);
+      const fromSource = (await b!.metrics()).value('damselfly_download_traffic_bytes_total', {
+        type: 'back_to_source',
+      });
+      assert.ok(fromSource <= 4 * MiB, `node b fetched ${fromSource} bytes from the origin for one piece`);
+    });
+  });
+
   it('tunnels CONNECT byte for byte, and refuses a target it cannot reach with 502', async () => {
     const target = new URL(origin.url('/')).host;
     const connectTo = (authority: string) =>

@@ -80,10 +80,12 @@ interface InFlightFetch {
 /** A piece still in flight after this long (and 3x its expected time) is also asked of another parent. */
 const HEDGE_AFTER_MS = 2000;
 /**
- * Parents that have offered none of the still-missing pieces for this long are dropped, so the scheduler
- * finds others (a parent that downloaded only a range may never get the rest).
+ * No piece started or landed for this long while pieces are missing: ask the scheduler for more parents.
+ * After STALLS_BEFORE_DROP such turns, parents offering none of the missing pieces are dropped (a parent
+ * that downloaded only a range may never get the rest), which ends in the source if nobody has them.
  */
-const STALL_MS = 10_000;
+const STALL_MS = 5_000;
+const STALLS_BEFORE_DROP = 3;
 
 interface Layout {
   contentLength: number;
@@ -123,8 +125,9 @@ export class PeerTask extends EventEmitter {
   private rotation = Math.random();
   /** null: every piece; otherwise the byte ranges whose pieces are wanted (see DownloadRequest.range). */
   private wantedRanges: ByteRange[] | null;
-  /** When a piece last started or landed (for STALL_MS). */
+  /** When a piece last started or landed (for STALL_MS), and the fruitless turns since. */
   private lastProgress = performance.now();
+  private stalls = 0;
   /** Keeps GC away from the task while this download runs. */
   private unpin: (() => void) | null = null;
   private outcome!: { resolve: () => void; reject: (err: Error) => void };
@@ -377,19 +380,26 @@ export class PeerTask extends EventEmitter {
     return this.deps.storage.listPieces(this.taskId).length === this.layout!.pieceCount;
   }
 
-  /**
-   * Nothing in flight, nothing startable and no piece landed for STALL_MS: parents offering none of the
-   * missing pieces are dropped (the last one dropped makes the loop ask the scheduler again).
-   */
-  private dropStalledParents(missing: number[]): void {
+  /** Nothing in flight or startable for STALL_MS while pieces are missing: see STALL_MS. */
+  private handleStall(missing: number[]): void {
     if (this.fetches > 0 || performance.now() - this.lastProgress < STALL_MS || missing.length === 0) return;
+    this.lastProgress = performance.now();
+    if (++this.stalls < STALLS_BEFORE_DROP) {
+      if (this.rescheduling) return;
+      this.rescheduling = true;
+      this.send({
+        case: 'reschedulePeer',
+        value: { failedParentIds: [], description: 'no parent offers the pieces still needed' },
+      });
+      return;
+    }
+    this.stalls = 0;
     const now = Date.now();
     for (const parent of [...this.parents.values()]) {
       if (!missing.some((n) => parent.pieces.has(n) || parent.offers(n, now))) {
         this.dropParent(parent, 'it holds none of the pieces still needed');
       }
     }
-    this.lastProgress = performance.now();
   }
 
   private startP2P(): void {
@@ -424,7 +434,7 @@ export class PeerTask extends EventEmitter {
           this.lastProgress = performance.now();
           void this.fetchFromParent(pick.number, pick.parent, abort.signal);
         }
-        this.dropStalledParents(missing);
+        this.handleStall(missing);
         if (this.parents.size === 0 && this.fetches === 0 && !this.rescheduling) {
           this.rescheduling = true;
           this.send({
@@ -521,6 +531,7 @@ export class PeerTask extends EventEmitter {
       for (const other of running) if (other !== me) other.abort.abort();
       await this.deps.storage.writePiece(this.taskId, { ...range, digest }, data);
       this.lastProgress = performance.now();
+      this.stalls = 0;
       const costMs = Math.round(performance.now() - me.started);
       parent.recordSpeed(data.length, costMs);
       parent.failures = 0;

@@ -590,7 +590,8 @@ describe('damselfly mount', { skip: fuseSkip, timeout: 900_000 }, () => {
     const cases: Array<[string[], RegExp]> = [
       [['mount', work, join(work, 'no-such-dir')], /mountpoint .*no-such-dir.* does not exist/],
       [['mount', 'UPPER/Case:tag', work], /invalid|reference/i],
-      [['mount', work, work, '--backend', 'p2p'], /--backend p2p is not available yet/],
+      [['mount', work, work, '--backend', 'p2p'], /--backend p2p needs an image reference/],
+      [['mount', 'r.example/app:1', work, '--backend', 'p2p', '--proxy', 'https://x'], /invalid --proxy/],
       [['mount', join(work, 'no-such-image'), work], /no-such-image/],
     ];
     for (const [args, message] of cases) {

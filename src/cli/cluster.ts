@@ -67,10 +67,12 @@ export function clusterCommand(): Command {
           `  scheduler   ${schedulerAddr}`,
           `  seed peer   ${seed.hostId}  (data ${seedConfig.storage.dataDir})`,
           `  daemon      ${daemon.hostId}  (data ${peerConfig.storage.dataDir}, API ${socket})`,
+          `  mirror      http://127.0.0.1:${daemon.proxyPort}  (registry mirror and HTTP proxy; default registry ${peerConfig.proxy.registryMirror.addr})`,
           peerConfig.metrics.port ? `  metrics     http://127.0.0.1:${peerConfig.metrics.port}/metrics` : '',
           '',
           'Download through it:',
           `  ${selfCommand()} get https://example.com/file.bin -O /tmp/file.bin${socket === apiSocketPath(daemonConfigSchema.parse({})) ? '' : ` --socket ${socket}`}`,
+          `Pull images through it: ${selfCommand()} init containerd --registry docker.io (docs/runtime-integration.md)`,
           'Stop with Ctrl-C.',
           '',
         ]

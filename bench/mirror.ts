@@ -44,7 +44,14 @@ import {
   type TestImage,
 } from '../test/helpers/oci-image.js';
 import { BenchNetwork, leftovers, parseRate, removeLeftovers, run } from './netns.js';
-import { cpuDelta, machineCpu, processCpuSeconds, reapedChildrenCpuSeconds } from './proc-stats.js';
+import {
+  cpuDelta,
+  machineCpu,
+  processCpuSeconds,
+  type Quiet,
+  reapedChildrenCpuSeconds,
+  waitQuiet as waitQuietFor,
+} from './proc-stats.js';
 import { bucketRates, type CounterSample, peakRate } from './rate-window.js';
 import { barChart, formatNumber, lineChart } from './svg.js';
 
@@ -467,31 +474,8 @@ function otherProcesses(
 // ---------------------------------------------------------------------------------------------------
 // Quiet machine: other engineers' test runs share the two cores.
 
-interface Quiet {
-  waitedS: number;
-  busyPct: number;
-}
-
-async function waitQuiet(label: string): Promise<Quiet> {
-  const started = performance.now();
-  let lastLog = 0;
-  for (;;) {
-    const a = machineCpu();
-    await sleep(3000);
-    const d = cpuDelta(a, machineCpu());
-    const busy = d.user + d.system + d.other;
-    const busyPct = round((100 * busy) / (busy + d.idle + d.iowait), 1);
-    const waitedS = round((performance.now() - started) / 1000 - 3, 1);
-    if (busyPct < quietPct || waitedS >= quietWaitS) {
-      if (busyPct >= quietPct)
-        log(`${label}: machine still ${busyPct} % busy after ${waitedS} s; going ahead`);
-      return { waitedS, busyPct };
-    }
-    if (performance.now() - lastLog > 30_000) {
-      log(`${label}: machine ${busyPct} % busy with other work; waiting (up to ${quietWaitS} s)`);
-      lastLog = performance.now();
-    }
-  }
+function waitQuiet(label: string): Promise<Quiet> {
+  return waitQuietFor(label, { quietPct, quietWaitS, log });
 }
 
 // ---------------------------------------------------------------------------------------------------

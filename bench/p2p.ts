@@ -41,8 +41,10 @@ import {
   machineCpu,
   processCpuSeconds,
   processCpuSplit,
+  type Quiet,
   reapedChildrenCpuSeconds,
   reapedChildrenCpuSplit,
+  waitQuiet as waitQuietFor,
 } from './proc-stats.js';
 import { SharedRateRelay } from './shared-rate-relay.js';
 
@@ -240,37 +242,8 @@ function unattributed(w: CpuWindow, oursS: number): number {
   return round(w.machine.user + w.machine.system + w.machine.other - oursS);
 }
 
-interface Quiet {
-  /** Seconds spent waiting for other work on the machine to calm down before the phase. */
-  waitedS: number;
-  /** Share of both CPUs busy in the last 3 s before the phase (none of it ours), percent. */
-  busyPct: number;
-}
-
-/**
- * Other people's work on a shared 2-core machine skews every figure, so each phase starts only once
- * the CPUs have been below `quietPct` busy for 3 s (giving up after `quietWaitS`; the level is recorded).
- */
-async function waitQuiet(label: string): Promise<Quiet> {
-  const started = performance.now();
-  let lastLog = 0;
-  for (;;) {
-    const a = machineCpu();
-    await sleep(3000);
-    const d = cpuDelta(a, machineCpu());
-    const busy = d.user + d.system + d.other;
-    const busyPct = round((100 * busy) / (busy + d.idle + d.iowait), 1);
-    const waitedS = round((performance.now() - started) / 1000 - 3, 1);
-    if (busyPct < quietPct || waitedS >= quietWaitS) {
-      if (busyPct >= quietPct)
-        log(`${label}: machine still ${busyPct} % busy after ${waitedS} s; going ahead`);
-      return { waitedS, busyPct };
-    }
-    if (performance.now() - lastLog > 30_000) {
-      log(`${label}: machine ${busyPct} % busy with other work; waiting (up to ${quietWaitS} s)`);
-      lastLog = performance.now();
-    }
-  }
+function waitQuiet(label: string): Promise<Quiet> {
+  return waitQuietFor(label, { quietPct, quietWaitS, log });
 }
 
 interface LogIssues {

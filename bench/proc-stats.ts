@@ -106,3 +106,39 @@ export function diskCounters(): DiskCounters {
   }
   return { bytesWritten: sectors * 512, busyMs };
 }
+
+export interface Quiet {
+  /** Seconds spent waiting for other work on the machine to calm down before the phase. */
+  waitedS: number;
+  /** Share of both CPUs busy in the last 3 s before the phase (none of it ours), percent. */
+  busyPct: number;
+}
+
+/**
+ * Other people's work on a shared 2-core machine skews every figure, so each phase starts only once
+ * the CPUs have been below `quietPct` busy for 3 s (giving up after `quietWaitS`; the level is recorded).
+ */
+export async function waitQuiet(
+  label: string,
+  opts: { quietPct: number; quietWaitS: number; log: (msg: string) => void },
+): Promise<Quiet> {
+  const started = performance.now();
+  let lastLog = 0;
+  for (;;) {
+    const a = machineCpu();
+    await new Promise((r) => setTimeout(r, 3000));
+    const d = cpuDelta(a, machineCpu());
+    const busy = d.user + d.system + d.other;
+    const busyPct = Math.round((1000 * busy) / (busy + d.idle + d.iowait)) / 10;
+    const waitedS = Math.round(((performance.now() - started) / 1000 - 3) * 10) / 10;
+    if (busyPct < opts.quietPct || waitedS >= opts.quietWaitS) {
+      if (busyPct >= opts.quietPct)
+        opts.log(`${label}: machine still ${busyPct} % busy after ${waitedS} s; going ahead`);
+      return { waitedS, busyPct };
+    }
+    if (performance.now() - lastLog > 30_000) {
+      opts.log(`${label}: machine ${busyPct} % busy with other work; waiting (up to ${opts.quietWaitS} s)`);
+      lastLog = performance.now();
+    }
+  }
+}

@@ -27,6 +27,7 @@ import { cpus, loadavg, release, tmpdir, totalmem } from 'node:os';
 import { dirname, join, relative, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { stringify as yamlStringify } from 'yaml';
+import { parseSize } from '../src/config/index.js';
 import { RegistryClient } from '../src/image/oci/index.js';
 import { writeRegistriesConf } from '../test/helpers/containerd.js';
 import {
@@ -81,23 +82,6 @@ const nodeIp = (i: number) => `${SUBNET}.${10 + i}`;
 
 // ---------------------------------------------------------------------------------------------------
 // Arguments
-
-function parseSize(text: string): number {
-  const units: Record<string, number> = {
-    '': 1,
-    b: 1,
-    kib: KiB,
-    mib: MiB,
-    gib: GiB,
-    kb: 1e3,
-    mb: 1e6,
-    gb: 1e9,
-  };
-  const m = /^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$/.exec(text);
-  const unit = m ? units[m[2]!.toLowerCase()] : undefined;
-  if (!m || unit === undefined) throw new Error(`invalid size "${text}" (use e.g. 64MiB, 500MiB)`);
-  return Math.round(Number(m[1]) * unit);
-}
 
 function human(bytes: number): string {
   if (bytes >= GiB) return `${+(bytes / GiB).toFixed(2)} GiB`;

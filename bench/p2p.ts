@@ -18,6 +18,7 @@ import { request as httpRequest } from 'node:http';
 import { cpus, loadavg, release, tmpdir, totalmem } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
+import { parseSize } from '../src/config/index.js';
 import { pieceLengthFor, taskId } from '../src/task/index.js';
 import {
   Cluster,
@@ -59,23 +60,6 @@ const DOC_END = '<!-- p2p-bench:end -->';
 
 // ---------------------------------------------------------------------------------------------------
 // Arguments
-
-function parseSize(text: string): number {
-  const units: Record<string, number> = {
-    '': 1,
-    b: 1,
-    kib: KiB,
-    mib: MiB,
-    gib: GiB,
-    kb: 1e3,
-    mb: 1e6,
-    gb: 1e9,
-  };
-  const m = /^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$/.exec(text);
-  const unit = m ? units[m[2]!.toLowerCase()] : undefined;
-  if (!m || unit === undefined) throw new Error(`invalid size "${text}" (use e.g. 256MiB, 1GiB)`);
-  return Math.round(Number(m[1]) * unit);
-}
 
 function human(bytes: number): string {
   if (bytes >= GiB && bytes % GiB === 0) return `${bytes / GiB} GiB`;

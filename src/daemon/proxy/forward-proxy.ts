@@ -2,12 +2,10 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { connect, type Socket } from 'node:net';
 import type { Logger } from '../../observability/index.js';
 import type { DaemonMetrics } from '../metrics.js';
-import { forwardRequestHeaders } from './headers.js';
 import type { P2PResponder } from './p2p-responder.js';
 import { ProxyRequestError } from './proxy-error.js';
 import { type ProxyRules, USE_P2P_HEADER } from './rules.js';
 import type { TlsInterceptor } from './tls-interceptor.js';
-import { passThrough } from './upstream-client.js';
 
 /** `CONNECT host:port` targets: a name or bracketed IPv6 address and a port. */
 const CONNECT_TARGET = /^(\[[0-9a-f:.]+\]|[a-z0-9.-]+):(\d{1,5})$/i;
@@ -51,10 +49,7 @@ export class ForwardProxy {
     if (req.method === 'GET' && this.rules.useP2P(url.href, typeof force === 'string' ? force : undefined)) {
       return this.p2p.serve(req, res, { url: url.href, registry }, signal);
     }
-    this.metrics.proxyRequests.inc({ via: 'direct' });
-    const sent = await passThrough(req, res, url.href, forwardRequestHeaders(req.headers), signal);
-    this.metrics.proxyServed.inc({ registry }, sent);
-    this.metrics.proxyTraffic.inc({ registry, type: 'back_to_source' }, sent);
+    return this.p2p.passThrough(req, res, { url: url.href, registry }, signal);
   }
 
   /** CONNECT: intercepted when the interceptor claims the target, otherwise a raw tunnel. */

@@ -1,10 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { DaemonMetrics } from '../metrics.js';
-import { forwardRequestHeaders } from './headers.js';
 import type { P2PResponder } from './p2p-responder.js';
 import { ProxyRequestError } from './proxy-error.js';
 import { REGISTRY_HEADER, resolveUpstream, UpstreamError } from './upstream.js';
-import { passThrough } from './upstream-client.js';
 
 /** A blob by sha256 digest: content-addressed, so the same for every client allowed to read it. */
 const BLOB = /^\/v2\/(.+)\/blobs\/(sha256:[a-f0-9]{64})$/;
@@ -18,7 +15,6 @@ export class RegistryMirror {
   constructor(
     private readonly p2p: P2PResponder,
     private readonly defaultOrigin: string,
-    private readonly metrics: DaemonMetrics,
   ) {}
 
   async handle(req: IncomingMessage, res: ServerResponse, signal: AbortSignal): Promise<void> {
@@ -51,16 +47,7 @@ export class RegistryMirror {
       const get = { url: upstream + url.pathname, registry, headers: { 'docker-content-digest': blob[2] } };
       return this.p2p.serve(req, res, get, signal);
     }
-    this.metrics.proxyRequests.inc({ via: 'direct' });
-    const sent = await passThrough(
-      req,
-      res,
-      upstream + url.pathname + url.search,
-      forwardRequestHeaders(req.headers),
-      signal,
-    );
-    this.metrics.proxyServed.inc({ registry }, sent);
-    this.metrics.proxyTraffic.inc({ registry, type: 'back_to_source' }, sent);
+    return this.p2p.passThrough(req, res, { url: upstream + url.pathname + url.search, registry }, signal);
   }
 }
 

@@ -64,7 +64,7 @@ export class P2PResponder {
       length = access.contentLength;
       if (length > 0) this.access.allow(accessKey, length);
     }
-    if (length <= 0) return this.direct(req, res, get, signal); // empty or unknown length: nothing to share
+    if (length <= 0) return this.passThrough(req, res, get, signal); // empty or unknown length: nothing to share
     const range = parseByteRange(optionalHeader(req, 'range'), length);
     if (range.kind === 'unsatisfiable') {
       res.writeHead(416, { 'content-range': `bytes */${length}` }).end();
@@ -87,7 +87,7 @@ export class P2PResponder {
     } catch (err) {
       if (signal.aborted) return;
       this.logger.warn({ url: get.url, err: (err as Error).message }, 'P2P download failed; passing through');
-      return this.direct(req, res, get, signal);
+      return this.passThrough(req, res, get, signal);
     }
     const record = this.storage.getTask(handle.taskId);
     if (record && record.contentLength !== length) {
@@ -95,7 +95,7 @@ export class P2PResponder {
         { url: get.url, taskId: handle.taskId, origin: length, task: record.contentLength },
         'task length differs from the origin; passing through',
       );
-      return this.direct(req, res, get, signal);
+      return this.passThrough(req, res, get, signal);
     }
     res.writeHead(range.kind === 'partial' ? 206 : 200, {
       'content-type': 'application/octet-stream',
@@ -118,10 +118,11 @@ export class P2PResponder {
     }
   }
 
-  private async direct(
+  /** Passes the request straight to `get.url` and relays the answer, counting it for the registry. */
+  async passThrough(
     req: IncomingMessage,
     res: ServerResponse,
-    get: P2PGet,
+    get: Pick<P2PGet, 'url' | 'registry'>,
     signal: AbortSignal,
   ): Promise<void> {
     this.metrics.proxyRequests.inc({ via: 'direct' });

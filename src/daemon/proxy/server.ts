@@ -47,7 +47,7 @@ export class ProxyServer {
       opts.logger,
       opts.accessCacheTtl,
     );
-    this.mirror = new RegistryMirror(p2p, opts.defaultRegistry, opts.metrics);
+    this.mirror = new RegistryMirror(p2p, opts.defaultRegistry);
     this.interceptor = opts.interception
       ? new TlsInterceptor(
           opts.interception.ca,

@@ -17,7 +17,7 @@ import {
   type TaskInfo,
 } from '../../rpc/index.js';
 import { statSource } from '../../source/index.js';
-import { mayBackToSource, pieceCount, pieceLengthFor, pieceRange } from '../../task/index.js';
+import { mayBackToSource, pieceCount, pieceLengthFor, pieceRange, piecesCovering } from '../../task/index.js';
 import { pieceBuffers } from '../buffer-pool.js';
 import type { DaemonMetrics } from '../metrics.js';
 import { pieceHasher } from '../piece-hasher.js';
@@ -169,14 +169,11 @@ export class PeerTask extends EventEmitter {
       this.progress.completedLength = task.contentLength;
       return;
     }
-    if (task && task.contentLength >= 0 && this.request.range) {
-      this.layout = {
-        contentLength: task.contentLength,
-        pieceLength: task.pieceLength,
-        pieceCount: task.pieceCount,
-      };
-      if (this.missing().length === 0) return; // the wanted pieces are here from an earlier ranged read
-      this.layout = null;
+    const range = this.request.range;
+    if (task && task.contentLength >= 0 && range) {
+      // The wanted pieces may be here from an earlier ranged read.
+      const wanted = piecesCovering(range.start, range.length, task.pieceLength);
+      if (wanted.every((n) => n >= task.pieceCount || this.deps.storage.hasPiece(this.taskId, n))) return;
     }
     const done = new Promise<void>((resolve, reject) => {
       this.outcome = { resolve, reject };

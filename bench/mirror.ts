@@ -104,6 +104,9 @@ const HELP = `node --import tsx bench/mirror.ts [options]   (root; iproute2, sko
   --update-doc             rewrite the generated block in docs/benchmarks.md and docs/images/mirror-*.svg
   --keep                   keep the work dir (logs, configs, registry data; pulled images are removed)
   --seed-piece-hold 3s     the seed's seedPeer.pieceHold (default: the daemon's)
+  --daemon-config JSON     merged into every daemon's config (seed too), e.g.
+                           '{"proxy":{"registryMirror":{"prefetchLayers":false}}}'
+  --scheduler-config JSON  the scheduler's config, e.g. '{"scheduling":{"candidateParentLimit":8}}'
   --render FILE.json       only render the table and figures of an earlier run (with --update-doc: into the doc)
   --commit LABEL           the commit to print (default: <dist>/COMMIT beside the CLI, else git describe of
                            this tree, -dirty if src/ has changes)
@@ -127,6 +130,8 @@ const { values: args } = parseArgs({
     keep: { type: 'boolean', default: false },
     render: { type: 'string' },
     'seed-piece-hold': { type: 'string' },
+    'daemon-config': { type: 'string' },
+    'scheduler-config': { type: 'string' },
     commit: { type: 'string' },
     help: { type: 'boolean', short: 'h', default: false },
   },
@@ -156,6 +161,10 @@ const quietPct = Number(args['quiet-pct']);
 const quietWaitS = Number(args['quiet-wait']);
 const verify = !args['no-verify'];
 const seedPieceHold = args['seed-piece-hold'];
+const extraDaemonConfig = JSON.parse(args['daemon-config'] ?? '{}') as Record<string, unknown>;
+const extraSchedulerConfig = args['scheduler-config']
+  ? (JSON.parse(args['scheduler-config']) as Record<string, unknown>)
+  : undefined;
 const outDir = resolve(args.out);
 const snapshotCli = join(repoRoot, '.exp', 'dist-bench', 'cli', 'main.js');
 const cli = resolve(
@@ -247,7 +256,7 @@ class BenchProcess {
       const [cmd, ...rest] = ns ? ['ip', ...BenchNetwork.execArgs(ns, argv)] : argv;
       const child = spawn(cmd!, rest, {
         stdio: ['ignore', fd, fd],
-        env: { ...process.env, DAMSELFLY_LOG_LEVEL: 'info', NO_COLOR: '1' },
+        env: { ...process.env, DAMSELFLY_LOG_LEVEL: process.env.BENCH_LOG_LEVEL ?? 'info', NO_COLOR: '1' },
       });
       child.once('error', (err) => log(`${name}: ${err.message}`));
       return new BenchProcess(name, child, logPath);
@@ -479,15 +488,37 @@ async function startScheduler(
   const port = await freePort();
   const metricsPort = await freePort();
   const addr = `${SUBNET}.1:${port}`;
-  const proc = BenchProcess.start(
+  const argv = [
+    process.execPath,
+    cli,
     'scheduler',
-    null,
-    [process.execPath, cli, 'scheduler', '--listen', addr, '--metrics-listen', `127.0.0.1:${metricsPort}`],
-    join(dir, 'scheduler.log'),
-  );
+    '--listen',
+    addr,
+    '--metrics-listen',
+    `127.0.0.1:${metricsPort}`,
+  ];
+  if (extraSchedulerConfig) {
+    const configPath = join(dir, 'scheduler.yaml');
+    await writeFile(configPath, yamlStringify(extraSchedulerConfig));
+    argv.push('--config', configPath);
+  }
+  const proc = BenchProcess.start('scheduler', null, argv, join(dir, 'scheduler.log'));
   const metricsUrl = `http://127.0.0.1:${metricsPort}/metrics`;
   await waitFor('the scheduler', () => httpOk(metricsUrl), 30_000, proc);
   return { proc, addr, metricsUrl };
+}
+
+/** Deep-merges plain objects from `extra` into `target` (values in `extra` win). */
+function mergeInto(target: Record<string, unknown>, extra: Record<string, unknown>): void {
+  for (const [key, value] of Object.entries(extra)) {
+    const into = target[key];
+    if (isPlainObject(value) && isPlainObject(into)) mergeInto(into, value);
+    else target[key] = value;
+  }
+}
+
+function isPlainObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
 async function startDaemon(
@@ -509,6 +540,7 @@ async function startDaemon(
     storage: { dataDir },
     ...(seed && seedPieceHold !== undefined ? { seedPeer: { pieceHold: seedPieceHold } } : {}),
   };
+  mergeInto(config, extraDaemonConfig);
   const configPath = join(dir, `${name}.yaml`);
   await writeFile(configPath, yamlStringify(config));
   const argv = [process.execPath, cli, 'daemon', '--config', configPath, '--ip', ip, '--hostname', ns];
@@ -1327,6 +1359,8 @@ async function main(): Promise<void> {
       daemonConfig:
         `proxy.registryMirror.addr http://${REGISTRY_HOST}; upload/metrics on 0.0.0.0` +
         (seedPieceHold === undefined ? '' : `; seed seedPeer.pieceHold ${seedPieceHold}`) +
+        (args['daemon-config'] ? `; ${args['daemon-config']}` : '') +
+        (args['scheduler-config'] ? `; scheduler ${args['scheduler-config']}` : '') +
         '; defaults otherwise',
       skopeo: `skopeo --registries-conf F --insecure-policy copy --retry-times 0 docker://${image.ref} dir:OUT`,
     },

@@ -115,7 +115,10 @@ export const daemonConfigSchema = z
     download: z
       .object({
         concurrentPieceCount: z.number().int().min(1).max(64).default(8),
+        /** Ranged GETs to the source at once, per download. */
         backToSourceConcurrency: z.number().int().min(1).max(64).default(4),
+        /** …and for all downloads of this host together, taken in turn (a seed fetching many layers). */
+        hostBackToSourceConcurrency: z.number().int().min(1).max(256).default(4),
         pieceTimeout: duration().prefault('60s'),
         /** Host-wide download rate in bytes/s; 0 = unlimited. */
         rateLimit: size().prefault(0),
@@ -144,6 +147,12 @@ export const daemonConfigSchema = z
           .object({
             /** The registry for mirror requests that name none (skopeo and podman send no `ns=`). */
             addr: registryAddr().default('https://registry-1.docker.io'),
+            /**
+             * When a client GETs a whole layer of a manifest that passed through the mirror, also start
+             * the P2P downloads of the layers after it, so a client pulling one layer at a time finds
+             * them on the way (see docs/registry-mirror.md).
+             */
+            prefetchLayers: z.boolean().default(true),
           })
           .strict()
           .prefault({}),

@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import type { Server } from 'node:http';
+import { Semaphore } from '../async/index.js';
 import { apiSocketPath, ConfigError, type DaemonConfig } from '../config/index.js';
 import { type Logger, startMetricsServer } from '../observability/index.js';
 import { ApiServer } from './api/server.js';
@@ -86,6 +87,8 @@ export async function startDaemon(config: DaemonConfig, logger: Logger): Promise
     logger,
     concurrentPieceCount: config.download.concurrentPieceCount,
     backToSourceConcurrency: config.download.backToSourceConcurrency,
+    sourceSlots: new Semaphore(config.download.hostBackToSourceConcurrency),
+    hostFetches: { inFlight: 0 },
     pieceTimeoutMs: config.download.pieceTimeout,
     sourceRetries: config.download.sourceRetries,
   });
@@ -111,6 +114,7 @@ export async function startDaemon(config: DaemonConfig, logger: Logger): Promise
     defaultRegistry: config.proxy.registryMirror.addr,
     rules: config.proxy.rules,
     accessCacheTtl: config.proxy.accessCacheTtl,
+    prefetchLayers: config.proxy.registryMirror.prefetchLayers,
     interception: loadInterception(config),
   });
   const proxyPort = await proxy.listen(config.proxy.listen, config.proxy.port);

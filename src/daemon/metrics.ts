@@ -82,6 +82,11 @@ export class DaemonMetrics {
     labelNames: ['registry', 'type'] as const,
     registers: [this.registry],
   });
+  readonly proxyLayerPrefetches = new Counter({
+    name: 'damselfly_proxy_layer_prefetches_total',
+    help: 'Layer downloads the registry mirror started ahead of the client: the later layers of a manifest whose layer a client asked for',
+    registers: [this.registry],
+  });
   readonly storageUsed = new Gauge({
     name: 'damselfly_storage_used_bytes',
     help: 'Bytes of task content stored',

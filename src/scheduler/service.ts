@@ -503,6 +503,16 @@ export class SchedulerCore {
       parent.recordPieceCost(piece.costMs);
       parent.updatedAt = this.now();
     }
+    this.log.debug(
+      {
+        taskId: peer.task.id,
+        hostId: peer.host.id,
+        piece: piece.number,
+        parentHostId: parent?.host.id,
+        costMs: piece.costMs,
+      },
+      'piece finished',
+    );
   }
 
   private pieceBackToSourceFinished(peer: Peer, piece: Piece): void {
@@ -512,6 +522,10 @@ export class SchedulerCore {
     peer.backToSource = true;
     if (peer.state !== 'Succeeded') peer.state = 'BackToSource';
     this.metrics.pieceFinishedTotal.inc({ type: 'back_to_source' });
+    this.log.debug(
+      { taskId: task.id, hostId: peer.host.id, piece: piece.number, costMs: piece.costMs },
+      'piece finished from source',
+    );
     if (piece.digest === '') return;
     const known = task.pieces.get(piece.number);
     if (known) {

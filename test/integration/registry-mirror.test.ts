@@ -9,6 +9,7 @@ import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import { Agent, ProxyAgent, request } from 'undici';
 import { RegistryClient, StaticCredentialStore } from '../../src/image/oci/index.js';
+import { taskId } from '../../src/task/index.js';
 import { type CertifiedKey, createCertificateAuthority, LeafIssuer } from '../../src/tls/index.js';
 import {
   Cluster,
@@ -18,6 +19,7 @@ import {
   startOrigin,
   type TestOrigin,
 } from '../helpers/index.js';
+import { eventually } from '../helpers/mount-process.js';
 import { buildImage, pushImage, type TestImage } from '../helpers/oci-image.js';
 import { startRegistry, TEST_USER, type TestRegistry } from '../helpers/registry.js';
 import { type RegistryTap, startRegistryTap } from '../helpers/registry-tap.js';
@@ -60,6 +62,7 @@ describe('registry mirror: blob GETs go P2P, the rest passes through', () => {
   let layer: { digest: string; size: number; bytes: Buffer };
   let peers: Daemon[];
   let headerRouted: Daemon;
+  let layered: TestImage;
 
   before(async () => {
     registry = await startRegistry();
@@ -70,6 +73,11 @@ describe('registry mirror: blob GETs go P2P, the rest passes through', () => {
     });
     layer = image.layers[0]!;
     await pushImage(new RegistryClient({ plainHttp: true }), `${registry.host}/app/data:1`, image);
+    layered = await buildImage({
+      layers: [0, 1, 2].map((i) => [{ path: `l${i}.bin`, content: seededBytes(`layer-${i}`, 5 * MiB) }]),
+      compression: 'none',
+    });
+    await pushImage(new RegistryClient({ plainHttp: true }), `${registry.host}/app/layers:1`, layered);
     cluster = await Cluster.create('mirror');
     await cluster.startScheduler();
     const mirrorYaml = `proxy:\n  registryMirror:\n    addr: ${tap.url}\n`;
@@ -179,6 +187,54 @@ describe('registry mirror: blob GETs go P2P, the rest passes through', () => {
     const whole = await request(mirrorUrl(daemon, path), { headers });
     assert.equal(sha256(await readAll(whole.body)), layer.digest);
     assert.equal((await downloaded()) - before, layer.size, 'the whole GET fetched a piece twice');
+  });
+
+  it('a whole-layer GET starts the later layers of its manifest; a ranged read starts none', {
+    timeout: 120_000,
+  }, async () => {
+    const ns = `?ns=${encodeURIComponent(tap.host)}`;
+    const accept = { accept: layered.manifest.mediaType };
+    const blobPath = (digest: string) => `/v2/app/layers/blobs/${digest}${ns}`;
+    const prefetches = async (d: Daemon) =>
+      (await d.metrics()).value('damselfly_proxy_layer_prefetches_total') ?? 0;
+    const [l0, l1, l2] = layered.layers as [
+      TestImage['layers'][0],
+      TestImage['layers'][0],
+      TestImage['layers'][0],
+    ];
+
+    // A lazy reader: manifest, then a range of the first layer. Nothing else starts.
+    const lazy = peers[2]!;
+    await (
+      await request(mirrorUrl(lazy, `/v2/app/layers/manifests/1${ns}`), { headers: accept })
+    ).body.dump();
+    const ranged = await request(mirrorUrl(lazy, blobPath(l0.digest)), { headers: { range: 'bytes=0-99' } });
+    assert.equal(ranged.statusCode, 206);
+    await ranged.body.dump();
+    assert.equal(await prefetches(lazy), 0, 'a ranged read started a prefetch');
+
+    // A pull: manifest, then the whole first layer. Layers 1 and 2 arrive without being asked for.
+    const node = peers[1]!;
+    const manifest = await request(mirrorUrl(node, `/v2/app/layers/manifests/1${ns}`), { headers: accept });
+    assert.deepEqual(await readAll(manifest.body), layered.manifest.bytes);
+    const first = await request(mirrorUrl(node, blobPath(l0.digest)));
+    assert.equal(sha256(await readAll(first.body)), l0.digest);
+    assert.equal(await prefetches(node), 2);
+    for (const later of [l1, l2]) {
+      const id = taskId({ url: `${tap.url}/v2/app/layers/blobs/${later.digest}` });
+      await eventually(`${later.digest} prefetched`, async () =>
+        (await taskState(node, id)).state === 'succeeded' ? true : undefined,
+      );
+    }
+    // The client's own GETs are then answered from the stored tasks, and the access check still runs.
+    const checksBefore = tap.records.filter((r) => r.range === 'bytes=0-0').length;
+    for (const later of [l1, l2]) {
+      const res = await request(mirrorUrl(node, blobPath(later.digest)));
+      assert.equal(res.statusCode, 200);
+      assert.equal(sha256(await readAll(res.body)), later.digest);
+    }
+    assert.equal(tap.records.filter((r) => r.range === 'bytes=0-0').length - checksBefore, 2);
+    assert.equal(await prefetches(node), 2, 'the later layers were started twice');
   });
 
   it('passes the ping, manifests and HEADs through; routes by X-Damselfly-Registry', async () => {

@@ -18,6 +18,27 @@ describe('SpreadGate (super-seeding)', () => {
     assert.deepEqual(gate.ask('t', 1), { serve: true }, 'served again once the hold is over');
   });
 
+  it('on a slow link the hold lasts as long as the piece needs to reach every child', () => {
+    let now = 0;
+    const gate = new SpreadGate(3000, () => now);
+    assert.equal(gate.ask('t', 1).serve, true);
+    now = 2000;
+    assert.deepEqual(gate.ask('t', 1), { serve: false, retryAfterMs: 3000 }, 'while uploading');
+    now = 4000;
+    assert.deepEqual(gate.ask('t', 1), { serve: false, retryAfterMs: 4000 }, 'as long as it has taken');
+    gate.finished('t', 1, true, { pieceMs: 4000, children: 7 }); // 3 generations of 4 s, 3 times over
+    now += 35_000;
+    assert.equal(gate.ask('t', 1).serve, false);
+    now += 1000;
+    assert.equal(gate.ask('t', 1).serve, true);
+
+    assert.equal(gate.ask('t', 2).serve, true);
+    now += 100;
+    gate.finished('t', 2, true, { pieceMs: 40, children: 20 }); // a LAN: holdMs
+    now += 3000;
+    assert.equal(gate.ask('t', 2).serve, true);
+  });
+
   it('a failed upload frees the piece at once', () => {
     const gate = new SpreadGate(3000, () => 0);
     assert.equal(gate.ask('t', 7).serve, true);

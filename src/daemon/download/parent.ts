@@ -33,6 +33,8 @@ export class Parent {
   /** Seed peers serve the pieces nobody else has; children prefer other parents for the rest. */
   readonly seed: boolean;
   readonly pieces = new Set<number>();
+  /** performance.now() when `pieces` last grew (or the parent was added): a parent still downloading grows. */
+  grewAt = performance.now();
   inFlight = 0;
   failures = 0;
   busyUntil = 0;
@@ -80,7 +82,9 @@ export class Parent {
           pieceCount: msg.pieceCount,
         };
       }
+      const before = this.pieces.size;
       for (const n of msg.pieces ?? []) this.pieces.add(n);
+      if (this.pieces.size > before) this.grewAt = performance.now();
       if (msg.done) this.done = true;
       if (msg.error) throw new PieceFetchError(`parent: ${msg.error}`);
       onUpdate();

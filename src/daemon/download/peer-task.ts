@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { create, type MessageInitShape } from '@bufbuild/protobuf';
 import { Code, ConnectError } from '@connectrpc/connect';
-import { AsyncQueue, ChangeSignal } from '../../async/index.js';
+import { AsyncQueue, ChangeSignal, type Semaphore } from '../../async/index.js';
 import type { Logger } from '../../observability/index.js';
 import {
   type AnnouncePeerRequest,
@@ -67,6 +67,10 @@ export interface PeerTaskDeps {
   logger: Logger;
   concurrentPieceCount: number;
   backToSourceConcurrency: number;
+  /** Source ranges in flight across all of this host's downloads (SourceFetcherDeps.hostSlots). */
+  sourceSlots: Semaphore;
+  /** Piece fetches from parents in flight across all of this host's downloads (see pickSlowPiece). */
+  hostFetches: { inFlight: number };
   pieceTimeoutMs: number;
   sourceRetries: number;
 }
@@ -83,11 +87,23 @@ interface InFlightFetch {
 const HEDGE_AFTER_MS = 2000;
 /**
  * No piece started or landed for this long while pieces are missing: ask the scheduler for more parents.
- * After STALLS_BEFORE_DROP such turns, parents offering none of the missing pieces are dropped (a parent
- * that downloaded only a range may never get the rest), which ends in the source if nobody has them.
+ * After STALLS_BEFORE_DROP such turns, parents that look like finished partial peers are dropped (see
+ * isDeadEnd), which ends in the source if nobody has the missing pieces.
  */
 const STALL_MS = 5_000;
 const STALLS_BEFORE_DROP = 3;
+
+/**
+ * A parent that downloaded only a range and stopped: it holds pieces, none this download still needs,
+ * and has gained none for the whole stall. A parent with no pieces yet is waiting for the source like
+ * us, and a seed always fetches the whole task: dropping either would only block it for good (the
+ * scheduler keeps dropped parents away), however slowly the origin sends.
+ */
+function isDeadEnd(parent: Parent, missing: number[]): boolean {
+  if (parent.seed || parent.pieces.size === 0) return false;
+  if (performance.now() - parent.grewAt < STALL_MS * STALLS_BEFORE_DROP) return false;
+  return !missing.some((n) => parent.pieces.has(n));
+}
 
 interface Layout {
   contentLength: number;
@@ -393,11 +409,8 @@ export class PeerTask extends EventEmitter {
       return;
     }
     this.stalls = 0;
-    const now = Date.now();
     for (const parent of [...this.parents.values()]) {
-      if (!missing.some((n) => parent.pieces.has(n) || parent.offers(n, now))) {
-        this.dropParent(parent, 'it holds none of the pieces still needed');
-      }
+      if (isDeadEnd(parent, missing)) this.dropParent(parent, 'it holds none of the pieces still needed');
     }
   }
 
@@ -483,8 +496,11 @@ export class PeerTask extends EventEmitter {
    * copy wins and the other request is cancelled.
    */
   private pickSlowPiece(): { number: number; parent: Parent } | null {
-    // One second copy at a time: when the node's own link is the slow part, every piece looks slow and
-    // copies only split that link further (bench/mirror.ts at N=20 saw 718 copies for 520 pieces).
+    // One second copy at a time, and none while the host has a full load of fetches (its downloads
+    // together): when the node's own link is the slow part, every piece looks slow and copies only split
+    // that link further (bench/mirror.ts at N=20 saw 718 copies for 520 pieces; with five layers
+    // downloading at once, one copy for every second piece).
+    if (this.deps.hostFetches.inFlight >= this.deps.concurrentPieceCount) return null;
     for (const running of this.inFlight.values()) if (running.length > 1) return null;
     const { usable } = this.usableParents();
     const now = performance.now();
@@ -513,6 +529,7 @@ export class PeerTask extends EventEmitter {
     running.push(me);
     this.inFlight.set(number, running);
     this.fetches++;
+    this.deps.hostFetches.inFlight++;
     parent.inFlight++;
     const signal = AbortSignal.any([loopSignal, me.abort.signal]);
     let data: Buffer | undefined;
@@ -581,6 +598,7 @@ export class PeerTask extends EventEmitter {
       pieceBuffers.give(data);
       parent.inFlight--;
       this.fetches--;
+      this.deps.hostFetches.inFlight--;
       running.splice(running.indexOf(me), 1);
       if (running.length === 0) this.inFlight.delete(number);
       this.changed.notify();
@@ -653,6 +671,7 @@ export class PeerTask extends EventEmitter {
         downloadLimiter: this.deps.downloadLimiter,
         metrics: this.deps.metrics,
         concurrency: this.deps.backToSourceConcurrency,
+        hostSlots: this.deps.sourceSlots,
         retries: this.deps.sourceRetries,
       },
       (piece) => {

@@ -1,10 +1,14 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { LayerPrefetcher } from './layer-prefetch.js';
 import type { P2PResponder } from './p2p-responder.js';
 import { ProxyRequestError } from './proxy-error.js';
 import { REGISTRY_HEADER, resolveUpstream, UpstreamError } from './upstream.js';
 
 /** A blob by sha256 digest: content-addressed, so the same for every client allowed to read it. */
 const BLOB = /^\/v2\/(.+)\/blobs\/(sha256:[a-f0-9]{64})$/;
+const MANIFEST = /^\/v2\/(.+)\/manifests\/[^/]+$/;
+/** Registries refuse manifests above 4 MiB (OCI distribution spec); larger answers are not kept. */
+const MANIFEST_MAX_BYTES = 4 * 1024 * 1024;
 
 /**
  * The registry mirror (requests in origin form, `/v2/...`). Blob GETs by digest become P2P tasks; the
@@ -15,6 +19,8 @@ export class RegistryMirror {
   constructor(
     private readonly p2p: P2PResponder,
     private readonly defaultOrigin: string,
+    /** Absent: no follow-on layer prefetch (`proxy.registryMirror.prefetchLayers: false`). */
+    private readonly prefetcher?: LayerPrefetcher,
   ) {}
 
   async handle(req: IncomingMessage, res: ServerResponse, signal: AbortSignal): Promise<void> {
@@ -44,10 +50,27 @@ export class RegistryMirror {
     const registry = new URL(upstream).host;
     const blob = BLOB.exec(url.pathname);
     if (req.method === 'GET' && blob) {
-      const get = { url: upstream + url.pathname, registry, headers: { 'docker-content-digest': blob[2] } };
-      return this.p2p.serve(req, res, get, signal);
+      const [, name, digest] = blob as unknown as [string, string, string];
+      const repository = `${upstream}/v2/${name}`;
+      return this.p2p.serve(
+        req,
+        res,
+        {
+          url: upstream + url.pathname,
+          registry,
+          headers: { 'docker-content-digest': digest },
+          onStarted: (request) => this.prefetcher?.followOn(repository, digest, request),
+        },
+        signal,
+      );
     }
-    return this.p2p.passThrough(req, res, { url: upstream + url.pathname + url.search, registry }, signal);
+    const manifest = req.method === 'GET' && this.prefetcher ? MANIFEST.exec(url.pathname) : null;
+    const tap = manifest && {
+      maxBytes: MANIFEST_MAX_BYTES,
+      onBody: (body: Buffer) => this.prefetcher?.rememberManifest(`${upstream}/v2/${manifest[1]}`, body),
+    };
+    const get = { url: upstream + url.pathname + url.search, registry };
+    return this.p2p.passThrough(req, res, get, signal, tap ?? undefined);
   }
 }
 

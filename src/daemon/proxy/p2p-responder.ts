@@ -1,14 +1,14 @@
 import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import type { Logger } from '../../observability/index.js';
 import type { DownloadHandle, Downloads } from '../download/downloads.js';
-import type { PeerTask } from '../download/peer-task.js';
+import type { DownloadRequest, PeerTask } from '../download/peer-task.js';
 import type { DaemonMetrics } from '../metrics.js';
 import type { TaskStorage } from '../storage/index.js';
 import { AccessCache } from './access-cache.js';
 import { parseByteRange } from './byte-range.js';
 import { forwardRequestHeaders, taskOriginHeaders } from './headers.js';
 import { pipeTaskRange, waitForByte } from './task-stream.js';
-import { checkAccess, passThrough, relay } from './upstream-client.js';
+import { type BodyTap, checkAccess, passThrough, relay } from './upstream-client.js';
 
 export const TASK_ID_HEADER = 'x-damselfly-task-id';
 
@@ -19,6 +19,8 @@ export interface P2PGet {
   registry: string;
   /** Added to a successful answer (e.g. Docker-Content-Digest). */
   headers?: OutgoingHttpHeaders;
+  /** Told the download that a client allowed by the origin started (the mirror's layer prefetch). */
+  onStarted?: (request: DownloadRequest) => void;
 }
 
 function optionalHeader(req: IncomingMessage, name: string): string | undefined {
@@ -73,7 +75,7 @@ export class P2PResponder {
     const { start, end } = range.kind === 'partial' ? range : { start: 0, end: length - 1 };
     let handle: DownloadHandle;
     try {
-      handle = this.downloads.start({
+      const request: DownloadRequest = {
         url: get.url,
         headers: originHeaders,
         tag: optionalHeader(req, 'x-damselfly-tag'),
@@ -81,8 +83,10 @@ export class P2PResponder {
         priority: priorityOf(req),
         // A range fetches only the pieces under it (lazy image chunks read this way).
         range: range.kind === 'partial' ? { start, length: end - start + 1 } : undefined,
-      });
+      };
+      handle = this.downloads.start(request);
       this.countTraffic(handle, get.registry);
+      get.onStarted?.(request);
       await waitForByte(this.storage, handle.taskId, start, handle.done, signal);
     } catch (err) {
       if (signal.aborted) return;
@@ -124,9 +128,10 @@ export class P2PResponder {
     res: ServerResponse,
     get: Pick<P2PGet, 'url' | 'registry'>,
     signal: AbortSignal,
+    tap?: BodyTap,
   ): Promise<void> {
     this.metrics.proxyRequests.inc({ via: 'direct' });
-    const sent = await passThrough(req, res, get.url, forwardRequestHeaders(req.headers), signal);
+    const sent = await passThrough(req, res, get.url, forwardRequestHeaders(req.headers), signal, tap);
     this.count(get.registry, sent);
     this.metrics.proxyTraffic.inc({ registry: get.registry, type: 'back_to_source' }, sent);
   }

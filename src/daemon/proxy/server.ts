@@ -7,6 +7,7 @@ import type { Downloads } from '../download/downloads.js';
 import type { DaemonMetrics } from '../metrics.js';
 import type { TaskStorage } from '../storage/index.js';
 import { ForwardProxy } from './forward-proxy.js';
+import { LayerPrefetcher } from './layer-prefetch.js';
 import { RegistryMirror } from './mirror.js';
 import { P2PResponder } from './p2p-responder.js';
 import { ProxyRequestError, sendError } from './proxy-error.js';
@@ -23,6 +24,8 @@ export interface ProxyOptions {
   rules: readonly ProxyRule[];
   /** How long an origin's "yes" to a client's credentials for a blob is trusted, in ms. */
   accessCacheTtl: number;
+  /** A whole-layer GET also starts the downloads of the manifest's later layers (LayerPrefetcher). */
+  prefetchLayers: boolean;
   /** TLS interception of CONNECT targets matching `hosts`, with this CA; absent = tunnel everything. */
   interception?: { ca: CertifiedKey; hosts: readonly string[] };
 }
@@ -47,7 +50,7 @@ export class ProxyServer {
       opts.logger,
       opts.accessCacheTtl,
     );
-    this.mirror = new RegistryMirror(p2p, opts.defaultRegistry);
+    this.mirror = new RegistryMirror(p2p, opts.defaultRegistry, this.layerPrefetcher());
     this.interceptor = opts.interception
       ? new TlsInterceptor(
           opts.interception.ca,
@@ -70,6 +73,16 @@ export class ProxyServer {
       this.tunnels.add(socket);
       socket.once('close', () => this.tunnels.delete(socket));
       this.forward.connect(req, socket, head);
+    });
+  }
+
+  private layerPrefetcher(): LayerPrefetcher | undefined {
+    if (!this.opts.prefetchLayers) return undefined;
+    const { downloads, metrics, logger } = this.opts;
+    return new LayerPrefetcher((request) => {
+      metrics.proxyLayerPrefetches.inc();
+      logger.debug({ url: request.url }, 'prefetching a later layer');
+      downloads.start(request).done.catch(() => undefined); // failures are logged by Downloads
     });
   }
 

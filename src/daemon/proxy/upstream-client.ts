@@ -46,11 +46,18 @@ export async function checkAccess(
   return { allowed: false, answer };
 }
 
+/** Wants a copy of a successful (200) answer's body of at most `maxBytes`, once it has been relayed. */
+export interface BodyTap {
+  maxBytes: number;
+  onBody: (body: Buffer) => void;
+}
+
 /** Sends an upstream answer to the client: status, end-to-end headers and body. Returns body bytes sent. */
 export async function relay(
   answer: Dispatcher.ResponseData,
   res: ServerResponse,
   head = false,
+  tap?: BodyTap,
 ): Promise<number> {
   res.writeHead(answer.statusCode, forwardResponseHeaders(answer.headers));
   if (head) {
@@ -59,10 +66,14 @@ export async function relay(
     return 0;
   }
   let bytes = 0;
+  let copy: Buffer[] | null = tap && answer.statusCode === 200 ? [] : null;
   answer.body.on('data', (chunk: Buffer) => {
     bytes += chunk.length;
+    if (copy && bytes > tap!.maxBytes) copy = null;
+    copy?.push(chunk);
   });
   await pipeline(answer.body, res);
+  if (copy) tap!.onBody(Buffer.concat(copy));
   return bytes;
 }
 
@@ -73,6 +84,7 @@ export async function passThrough(
   url: string,
   headers: Record<string, string>,
   signal: AbortSignal,
+  tap?: BodyTap,
 ): Promise<number> {
   const method = (req.method ?? 'GET') as Dispatcher.HttpMethod;
   const hasBody = method !== 'GET' && method !== 'HEAD';
@@ -83,5 +95,5 @@ export async function passThrough(
     signal,
     dispatcher: relaying,
   });
-  return relay(answer, res, method === 'HEAD');
+  return relay(answer, res, method === 'HEAD', tap);
 }

@@ -7,6 +7,7 @@ import type { DaemonMetrics } from '../metrics.js';
 import type { TokenBucket } from '../rate-limiter.js';
 import { type PieceRecord, StorageError, type TaskStorage } from '../storage/index.js';
 import { SpreadGate } from './spread-gate.js';
+import { UploadAdmission } from './upload-admission.js';
 
 const WRITE_SLICE = 256 * 1024;
 
@@ -36,7 +37,8 @@ export interface PieceSyncMessage {
  * Serves pieces to other peers over plain HTTP/1.1 (keep-alive):
  * - GET /tasks/<id>/pieces        NDJSON: the pieces held now, then each new one as it lands (SyncPieces)
  * - GET /tasks/<id>/pieces/<n>    the bytes of piece n
- * Only tasks in local storage are served; the concurrent-upload limit answers 429 when reached. A seed
+ * Only tasks in local storage are served; the concurrent-upload limit, and on a slow link the backlog
+ * (UploadAdmission), answer 429 "busy" when reached. A seed
  * peer (`pieceHoldMs` > 0) uploads a piece once and defers other askers for a while (SpreadGate).
  */
 export class UploadServer {
@@ -46,6 +48,7 @@ export class UploadServer {
   private failures = 0;
   private window = { start: Date.now(), bytes: 0, rate: 0 };
   private readonly gate: SpreadGate;
+  private readonly admission = new UploadAdmission();
 
   constructor(
     private readonly storage: TaskStorage,
@@ -163,11 +166,7 @@ export class UploadServer {
       answer(res, 404, 'piece not here\n');
       return;
     }
-    if (this.active >= this.concurrentLimit) {
-      this.metrics.uploadRejected.inc();
-      answer(res, 429, 'busy\n', { 'retry-after': '1' });
-      return;
-    }
+    if (this.active >= this.concurrentLimit) return this.refuseBusy(res);
     const gate = this.gate.ask(taskId, number);
     if (!gate.serve) {
       this.metrics.uploadDeferred.inc();
@@ -177,6 +176,11 @@ export class UploadServer {
       });
       return;
     }
+    if (!this.admission.admit(piece.length)) {
+      this.gate.finished(taskId, number, false);
+      return this.refuseBusy(res);
+    }
+    let unsent = piece.length;
     this.active++;
     this.metrics.concurrentUploads.set(this.active);
     let release: (() => void) | null = null;
@@ -195,6 +199,8 @@ export class UploadServer {
         if (!res.write(slice)) await drainOrClose(res);
         if (res.destroyed) throw new Error('peer closed the connection');
         this.window.bytes += slice.length;
+        this.admission.sent(slice.length);
+        unsent -= slice.length;
         this.metrics.uploadTraffic.inc(slice.length);
       }
       res.end();
@@ -211,11 +217,21 @@ export class UploadServer {
       this.failures++;
       throw err;
     } finally {
-      this.gate.finished(taskId, number, completed);
+      this.admission.ended(unsent);
+      const rate = this.admission.bytesPerSecond;
+      this.gate.finished(taskId, number, completed, {
+        pieceMs: rate > 0 ? (piece.length / rate) * 1000 : 0,
+        children: this.watchers.get(taskId)?.size ?? 1,
+      });
       release?.();
       this.active--;
       this.metrics.concurrentUploads.set(this.active);
     }
+  }
+
+  private refuseBusy(res: ServerResponse): void {
+    this.metrics.uploadRejected.inc();
+    answer(res, 429, 'busy\n', { 'retry-after': '1' });
   }
 
   async close(): Promise<void> {

@@ -2,19 +2,28 @@
  * Super-seeding for seed peers. Every piece enters the swarm through the seed, and children fetch the
  * rarest pieces first, so without a rule every child takes every new piece from the seed: the seed's
  * upload carried 3.7 of the 5 GiB five peers received (docs/benchmarks.md), and it alone bounded the run.
- * With the gate the seed uploads a piece once, then for `holdMs` after that upload sends other askers
- * away (they get the piece from the child that has it, and meanwhile take other pieces); after `holdMs`
- * it serves the piece again, so a child that lost or never shared its copy does not strand anyone.
+ * With the gate the seed uploads a piece once, then for a while after that upload sends other askers
+ * away (they get the piece from the child that has it, and meanwhile take other pieces); after that it
+ * serves the piece again, so a child that lost or never shared its copy does not strand anyone. The
+ * while is `holdMs`, or, if longer, the time the piece needs to reach every child that follows the task
+ * here: log2(children + 1) generations of copies, each as long as a piece takes at this host's send
+ * rate, three times over. On a LAN that is milliseconds and `holdMs` (3 s) applies; at 40 Mbit/s with
+ * twenty children it is about 11 s, where a fixed 3 s let the seed send each piece 3 times
+ * (bench/mirror.ts). The upload's own duration cannot stand in for the piece time: a 4 MiB piece fits
+ * in the kernel's socket buffer, so the write ends long before the bytes have left.
  * Pure bookkeeping: the upload server asks and reports.
  */
 export type GateAnswer = { serve: true } | { serve: false; retryAfterMs: number };
 
 /** Entries kept before expired ones are swept. */
 const SWEEP_ABOVE = 4096;
+const HOLD_MARGIN = 3;
 
 export class SpreadGate {
   /** "<task>/<piece>" → until when others are sent away (Infinity while the first upload runs). */
   private readonly held = new Map<string, number>();
+  /** "<task>/<piece>" → when its first upload started (tells a waiting asker how long it has taken). */
+  private readonly started = new Map<string, number>();
 
   constructor(
     private readonly holdMs: number,
@@ -28,19 +37,31 @@ export class SpreadGate {
     const now = this.now();
     const until = this.held.get(key);
     if (until !== undefined && now < until) {
-      return { serve: false, retryAfterMs: Math.ceil(Math.min(until - now, this.holdMs)) };
+      const uploading = this.started.get(key);
+      const wait = uploading === undefined ? until - now : Math.max(this.holdMs, now - uploading);
+      return { serve: false, retryAfterMs: Math.ceil(wait) };
     }
     if (this.held.size >= SWEEP_ABOVE) this.sweep(now);
     this.held.set(key, Number.POSITIVE_INFINITY);
+    this.started.set(key, now);
     return { serve: true };
   }
 
-  /** The upload ended: held for `holdMs` if it completed, free again if it failed. */
-  finished(taskId: string, piece: number, completed: boolean): void {
+  /**
+   * The upload ended: held (see above) if it completed, free again if it failed. `pieceMs`: how long a
+   * piece takes at this host's send rate (0 if unknown); `children`: how many peers follow the task here.
+   */
+  finished(taskId: string, piece: number, completed: boolean, spread = { pieceMs: 0, children: 1 }): void {
     if (this.holdMs <= 0) return;
     const key = `${taskId}/${piece}`;
-    if (completed) this.held.set(key, this.now() + this.holdMs);
-    else this.held.delete(key);
+    this.started.delete(key);
+    if (!completed) {
+      this.held.delete(key);
+      return;
+    }
+    const generations = Math.log2(Math.max(spread.children, 1) + 1);
+    const spreadMs = HOLD_MARGIN * spread.pieceMs * generations;
+    this.held.set(key, this.now() + Math.max(this.holdMs, spreadMs));
   }
 
   private sweep(now: number): void {

@@ -99,9 +99,13 @@ const STALLS_BEFORE_DROP = 3;
  * us, and a seed always fetches the whole task: dropping either would only block it for good (the
  * scheduler keeps dropped parents away), however slowly the origin sends.
  */
-function isDeadEnd(parent: Parent, missing: number[]): boolean {
+export function isDeadEnd(
+  parent: Pick<Parent, 'seed' | 'pieces' | 'grewAt'>,
+  missing: number[],
+  now = performance.now(),
+): boolean {
   if (parent.seed || parent.pieces.size === 0) return false;
-  if (performance.now() - parent.grewAt < STALL_MS * STALLS_BEFORE_DROP) return false;
+  if (now - parent.grewAt < STALL_MS * STALLS_BEFORE_DROP) return false;
   return !missing.some((n) => parent.pieces.has(n));
 }
 

@@ -86,7 +86,7 @@ export const daemonConfigSchema = z
          * Super-seeding: after uploading a piece, how long the seed sends other children to the peer that
          * now has it instead of uploading it again; 0 serves every request.
          */
-        pieceHold: duration().prefault('3s'),
+        pieceHold: duration().prefault('10s'),
       })
       .strict()
       .prefault({}),

@@ -7,10 +7,11 @@
  * serves the piece again, so a child that lost or never shared its copy does not strand anyone. The
  * while is `holdMs`, or, if longer, the time the piece needs to reach every child that follows the task
  * here: log2(children + 1) generations of copies, each as long as a piece takes at this host's send
- * rate, three times over. On a LAN that is milliseconds and `holdMs` (3 s) applies; at 40 Mbit/s with
- * twenty children it is about 11 s, where a fixed 3 s let the seed send each piece 3 times
- * (bench/mirror.ts). The upload's own duration cannot stand in for the piece time: a 4 MiB piece fits
- * in the kernel's socket buffer, so the write ends long before the bytes have left.
+ * rate, three times over; on a LAN that is milliseconds and `holdMs` applies. Its default is 10 s: at
+ * 40 Mbit/s with twenty nodes a 3 s hold let the seed send each piece 3 times (10 s: 2.3), and on
+ * loopback the two measured alike (bench/mirror.ts, bench/p2p.ts). The measured rate alone is not
+ * enough: a 4 MiB piece fits in the kernel's socket buffer, so writes end before the bytes have left
+ * and the rate looks higher than the link's.
  * Pure bookkeeping: the upload server asks and reports.
  */
 export type GateAnswer = { serve: true } | { serve: false; retryAfterMs: number };

@@ -50,7 +50,8 @@ export class RegistryMirror {
     const registry = new URL(upstream).host;
     const blob = BLOB.exec(url.pathname);
     if (req.method === 'GET' && blob) {
-      const [, name, digest] = blob as unknown as [string, string, string];
+      const name = blob[1]!;
+      const digest = blob[2]!;
       const repository = `${upstream}/v2/${name}`;
       return this.p2p.serve(
         req,
@@ -65,12 +66,14 @@ export class RegistryMirror {
       );
     }
     const manifest = req.method === 'GET' && this.prefetcher ? MANIFEST.exec(url.pathname) : null;
-    const tap = manifest && {
-      maxBytes: MANIFEST_MAX_BYTES,
-      onBody: (body: Buffer) => this.prefetcher?.rememberManifest(`${upstream}/v2/${manifest[1]}`, body),
-    };
+    const tap = manifest
+      ? {
+          maxBytes: MANIFEST_MAX_BYTES,
+          onBody: (body: Buffer) => this.prefetcher?.rememberManifest(`${upstream}/v2/${manifest[1]}`, body),
+        }
+      : undefined;
     const get = { url: upstream + url.pathname + url.search, registry };
-    return this.p2p.passThrough(req, res, get, signal, tap ?? undefined);
+    return this.p2p.passThrough(req, res, get, signal, tap);
   }
 }
 

@@ -18,6 +18,7 @@ import { request as httpRequest } from 'node:http';
 import { cpus, loadavg, release, tmpdir, totalmem } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
+import { stringify as yamlStringify } from 'yaml';
 import { parseSize } from '../src/config/index.js';
 import { pieceLengthFor, taskId } from '../src/task/index.js';
 import {
@@ -79,6 +80,8 @@ const { values: args } = parseArgs({
     'no-drop-caches': { type: 'boolean', default: false },
     // The seed's seedPeer.pieceHold (e.g. 0 to compare without super-seeding); default: the daemon's.
     'seed-piece-hold': { type: 'string' },
+    // Scheduler config as JSON, e.g. '{"scheduling":{"seedChildLimit":1}}'; default: the scheduler's.
+    'scheduler-config': { type: 'string' },
     'quiet-pct': { type: 'string', default: '15' },
     'quiet-wait': { type: 'string', default: '300' },
     'max-other-pct': { type: 'string', default: '15' },
@@ -93,7 +96,7 @@ if (args.help) {
   process.stdout.write(
     'node --import tsx bench/p2p.ts [--sizes 1GiB] [--peers 5,10,20] [--rate 100MiB]\n' +
       '  [--modes p2p,direct,source] [--source-runs 3] [--out bench/results] [--no-verify] [--no-drop-caches]\n' +
-      '  [--update-doc] [--seed-piece-hold 3s]\n' +
+      '  [--update-doc] [--seed-piece-hold 3s] [--scheduler-config JSON]\n' +
       '  [--quiet-pct 15] [--quiet-wait 300] [--max-other-pct 15] [--attempts 2] [--commit LABEL]\n' +
       'See docs/benchmarks.md ("P2P distribution") for what each option does.\n',
   );
@@ -111,6 +114,9 @@ for (const m of modes) if (!['p2p', 'direct', 'source'].includes(m)) throw new E
 const sourceRuns = Number(args['source-runs']);
 const verify = !args['no-verify'];
 const seedPieceHold = args['seed-piece-hold'];
+const extraSchedulerConfig = args['scheduler-config']
+  ? (JSON.parse(args['scheduler-config']) as Record<string, unknown>)
+  : {};
 /** Back-to-source runs start from an empty page cache (root only), the same state for get and curl. */
 const dropCaches = !args['no-drop-caches'] && process.getuid?.() === 0;
 const outDir = resolve(args.out);
@@ -509,7 +515,10 @@ async function runP2P(origin: TestOrigin, file: OriginFile, n: number, u: number
   try {
     const schedulerMetricsPort = await freePort();
     const scheduler = await cluster.startScheduler({
-      configYaml: `metricsListen: 127.0.0.1:${schedulerMetricsPort}\n`,
+      configYaml: yamlStringify({
+        ...extraSchedulerConfig,
+        metricsListen: `127.0.0.1:${schedulerMetricsPort}`,
+      }),
     });
     const schedulerMetrics = `http://127.0.0.1:${schedulerMetricsPort}/metrics`;
     const { seed, peers } = await startPeers(cluster, n, u);
@@ -954,7 +963,13 @@ interface Results {
   };
   rateLimit: number;
   /** seedPieceHold: the seed's seedPeer.pieceHold when --seed-piece-hold set it (else the default). */
-  config: { daemonYaml: string; origin: string; seedPieceHold: string | null };
+  config: {
+    daemonYaml: string;
+    origin: string;
+    seedPieceHold: string | null;
+    /** --scheduler-config, merged into the scheduler's config ({} = its defaults). */
+    scheduler: Record<string, unknown>;
+  };
   sizes: SizeResults[];
 }
 
@@ -1124,6 +1139,7 @@ async function main(): Promise<void> {
     config: {
       daemonYaml: uploadConfigYaml(rate),
       seedPieceHold: seedPieceHold ?? null,
+      scheduler: extraSchedulerConfig,
       origin:
         'test/helpers TestOrigin (unlimited) behind bench/shared-rate-relay.ts (U bytes/s shared by all connections) ' +
         'for P2P and direct; the origin itself, unlimited, for back-to-source',

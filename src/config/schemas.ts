@@ -43,6 +43,13 @@ export const schedulerConfigSchema = z
         retryLimit: z.number().int().min(1).default(20),
         /** Most peers of one task that may go back to source at once. */
         backToSourceCount: z.number().int().min(1).default(200),
+        /**
+         * Most downloading children (that keep up) a seed peer feeds per task; 0 = no limit. 1 suits a
+         * seed whose uplink is like its peers': every piece leaves the seed about once.
+         */
+        seedChildLimit: z.number().int().min(0).default(1),
+        /** The same for normal peers; 0 = no limit. */
+        childLimit: z.number().int().min(0).default(0),
       })
       .strict()
       .prefault({}),

@@ -38,6 +38,7 @@ import {
 } from './resource/index.js';
 import {
   cheapFilterReason,
+  type FilterLimits,
   findCandidateParents,
   HashRing,
   hasData,
@@ -686,12 +687,17 @@ export class SchedulerCore {
   private hasUsableSource(child: Peer, now: number): boolean {
     const dag = child.task.dag;
     for (const p of child.task.peers.values()) {
-      const r = cheapFilterReason(child, p);
+      const r = cheapFilterReason(child, p, this.filterLimits());
       const usable =
         r === undefined || TRANSIENT_REASONS.has(r) || (r === 'no-data' && this.isPendingSource(p, now));
       if (usable && dag.canAddEdge(p.id, child.id)) return true;
     }
     return false;
+  }
+
+  private filterLimits(): FilterLimits {
+    const { seedChildLimit, childLimit } = this.config.scheduling;
+    return { seedChildLimit, childLimit };
   }
 
   private canBackToSource(peer: Peer): boolean {
@@ -752,6 +758,7 @@ export class SchedulerCore {
       filterParentLimit: scheduling.filterParentLimit,
       candidateParentLimit: scheduling.candidateParentLimit,
       totalPieces: task.pieceCount || task.pieces.size,
+      limits: this.filterLimits(),
       random: this.random,
     });
     if (parents.length > 0) {
@@ -823,6 +830,7 @@ export class SchedulerCore {
       filterParentLimit: this.config.scheduling.filterParentLimit,
       candidateParentLimit: limit,
       totalPieces: task.pieceCount || task.pieces.size,
+      limits: this.filterLimits(),
       random: this.random,
     })
       .filter((p) => !current.has(p.id))

@@ -12,8 +12,10 @@ import {
   locationAffinityScore,
   type PeerView,
   rankParents,
+  SEED_CHILD_MAX_LAG_PIECES,
   sample,
   score,
+  TRANSIENT_REASONS,
 } from '../../src/scheduler/scheduling/index.js';
 
 function host(id: string, over: Partial<HostView> = {}): HostView {
@@ -39,6 +41,7 @@ function peer(id: string, over: Partial<PeerView> & { state?: PeerState } = {}):
     state: 'Running',
     finishedPieceCount: 1,
     parentCount: 0,
+    downloadingChildren: [],
     pieceCosts: [],
     ...over,
   };
@@ -119,6 +122,54 @@ describe('scheduler filters', () => {
     assert.equal(filterReason(child(), unlimited, dagWith('p')), undefined);
     const free = peer('p', { host: host('hp', { concurrentUploads: 3, concurrentUploadLimit: 4 }) });
     assert.equal(filterReason(child(), free, dagWith('p')), undefined);
+  });
+
+  it('keeps a seed to seedChildLimit downloading children that keep up, not counting the asking child', () => {
+    const seedHost = host('hs', { type: 'seed' });
+    const limits = { seedChildLimit: 1, childLimit: 0 };
+    const seed = (children: [string, number][], finishedPieceCount = 40) =>
+      peer('s', {
+        host: seedHost,
+        finishedPieceCount,
+        downloadingChildren: children.map(([id, n]) => ({ id, finishedPieceCount: n })),
+      });
+    assert.equal(filterReason(child(), seed([]), dagWith('s'), limits), undefined);
+    assert.equal(filterReason(child(), seed([['a', 30]]), dagWith('s'), limits), 'seed-busy');
+    // Rescheduling a child the seed already feeds keeps the seed available to it.
+    assert.equal(filterReason(child(), seed([['child', 30]]), dagWith('s'), limits), undefined);
+    // A child that fell behind (a slow link) frees its place.
+    const behind = 40 - SEED_CHILD_MAX_LAG_PIECES - 1;
+    assert.equal(filterReason(child(), seed([['a', behind]]), dagWith('s'), limits), undefined);
+    assert.equal(filterReason(child(), seed([['a', behind + 1]]), dagWith('s'), limits), 'seed-busy');
+    // No limit by default; a normal host is never limited this way.
+    assert.equal(
+      filterReason(
+        child(),
+        seed([
+          ['a', 40],
+          ['b', 40],
+        ]),
+        dagWith('s'),
+      ),
+      undefined,
+    );
+    const normal = peer('n', { downloadingChildren: [{ id: 'a', finishedPieceCount: 1 }] });
+    assert.equal(filterReason(child(), normal, dagWith('n'), limits), undefined);
+    assert.ok(TRANSIENT_REASONS.has('seed-busy'));
+  });
+
+  it('keeps a normal peer to childLimit children that keep up', () => {
+    const limits = { seedChildLimit: 0, childLimit: 2 };
+    const parent = (...counts: number[]) =>
+      peer('p', {
+        finishedPieceCount: 30,
+        downloadingChildren: counts.map((n, i) => ({ id: `c${i}`, finishedPieceCount: n })),
+      });
+    assert.equal(filterReason(child(), parent(29), dagWith('p'), limits), undefined);
+    assert.equal(filterReason(child(), parent(29, 25), dagWith('p'), limits), 'parent-busy');
+    assert.equal(filterReason(child(), parent(29, 0), dagWith('p'), limits), undefined, 'c1 is far behind');
+    assert.equal(filterReason(child(), parent(29, 25), dagWith('p')), undefined, 'no limit by default');
+    assert.ok(TRANSIENT_REASONS.has('parent-busy'));
   });
 
   it('drops parents whose last piece cost over 20x the mean', () => {

@@ -499,8 +499,12 @@ describe('scheduler service (seed peers)', () => {
 
   before(async () => {
     // Back-to-source only after many empty rounds, so a need_back_to_source here comes from the seed rule.
+    // Every child may use the seed here; the seed child limit has its own suite below.
     scheduler = await startScheduler(
-      config({ scheduling: { retryBackToSourceLimit: 1000, retryLimit: 2000 }, gc: { interval: 20 } }),
+      config({
+        scheduling: { retryBackToSourceLimit: 1000, retryLimit: 2000, seedChildLimit: 0 },
+        gc: { interval: 20 },
+      }),
       logger,
     );
     client = createSchedulerClient(`127.0.0.1:${scheduler.port}`);
@@ -644,6 +648,75 @@ describe('scheduler service (seed peers)', () => {
     // seed just before and the closed stream fails that trigger: both end in need_back_to_source.
     await n.expect('needBackToSource', 1000);
     n.close();
+  });
+});
+
+describe('scheduler service (seed child limit)', () => {
+  let scheduler: RunningScheduler;
+  let client: SchedulerClient;
+  let seedAbort: AbortController;
+  let seedTasks: StreamReader<SeedTaskResponse>;
+
+  before(async () => {
+    scheduler = await startScheduler(
+      config({ scheduling: { seedChildLimit: 1, retryBackToSourceLimit: 1000, retryLimit: 2000 } }),
+      logger,
+    );
+    client = createSchedulerClient(`127.0.0.1:${scheduler.port}`);
+    await announce(client, 'seed-l', { seed: true });
+    for (const h of ['host-a', 'host-b', 'host-c']) await announce(client, h);
+    seedAbort = new AbortController();
+    seedTasks = new StreamReader(client.seedTasks({ hostId: 'seed-l' }, { signal: seedAbort.signal }));
+    await waitFor(() => scheduler.core.connectedSeeds().includes('seed-l'));
+  });
+
+  after(async () => {
+    seedAbort.abort();
+    closeAllPeers();
+    await scheduler.close();
+  });
+
+  it('gives the seed one downloading child; the next child gets that child, and the seed once it is done', async () => {
+    const taskId = uniq('task');
+    const url = 'http://origin/limited';
+    const a = new TestPeer(client, 'host-a', taskId, 'peer-a');
+    a.register({ url });
+    const trigger = await seedTasks.next();
+    const s = new TestPeer(client, 'seed-l', taskId, 'peer-s');
+    s.register(trigger!.download!);
+    await s.expect('needBackToSource', 500);
+    s.send({
+      case: 'downloadPeerBackToSourceStarted',
+      value: { contentLength: 8 * MiB, pieceLength: 4 * MiB },
+    });
+    assert.deepEqual(
+      (await a.expect('normalTask')).candidateParents.map((p) => p.id),
+      ['peer-s'],
+    );
+    a.send({ case: 'downloadPeerStarted', value: {} });
+    await waitFor(
+      async () => (await client.statPeer({ taskId, peerId: 'peer-a' })).peer?.state === 'Running',
+    );
+
+    // The seed already feeds a downloading child: b is given a (which has the seed as parent) instead.
+    const b = new TestPeer(client, 'host-b', taskId, 'peer-b');
+    b.register({ url });
+    assert.deepEqual(
+      (await b.expect('normalTask')).candidateParents.map((p) => p.id),
+      ['peer-a'],
+    );
+    b.send({ case: 'downloadPeerStarted', value: {} });
+
+    // Once a has finished the seed is free for the next child again.
+    a.send({ case: 'downloadPeerFinished', value: { contentLength: 8 * MiB } });
+    await waitFor(
+      async () => (await client.statPeer({ taskId, peerId: 'peer-a' })).peer?.state === 'Succeeded',
+    );
+    const c = new TestPeer(client, 'host-c', taskId, 'peer-c');
+    c.register({ url });
+    const offered = (await c.expect('normalTask')).candidateParents.map((p) => p.id);
+    assert.ok(offered.includes('peer-s'), `the seed is offered again: ${offered.join(', ')}`);
+    for (const p of [a, b, c, s]) p.close();
   });
 });
 

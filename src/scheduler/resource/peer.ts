@@ -73,6 +73,15 @@ export class Peer {
     return this.task.dag.parents(this.id).length;
   }
 
+  get downloadingChildren(): Peer[] {
+    const children: Peer[] = [];
+    for (const id of this.task.dag.children(this.id)) {
+      const child = this.task.peers.get(id);
+      if (child && child.state !== 'Succeeded' && !child.isTerminal()) children.push(child);
+    }
+    return children;
+  }
+
   isTerminal(): boolean {
     return this.state === 'Failed' || this.state === 'Leave';
   }

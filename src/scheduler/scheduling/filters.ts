@@ -10,10 +10,39 @@ export type FilterReason =
   | 'no-data'
   | 'bad-parent'
   | 'upload-full'
+  | 'seed-busy'
+  | 'parent-busy'
   | 'cycle';
 
+export interface FilterLimits {
+  /**
+   * Most children still downloading, and keeping up, that a seed peer feeds in one task (0 = no
+   * limit). The seed's upload is what the swarm lives on: a child beyond the limit is given peers that
+   * already hold (or are receiving) the seed's pieces, so the seed sends each piece about once instead
+   * of racing its children for the same fresh pieces.
+   */
+  seedChildLimit: number;
+  /** The same for normal peers (0 = no limit). */
+  childLimit: number;
+}
+
+/**
+ * A child more than this many pieces behind its parent is not keeping up (a slow link, or a parent that
+ * already has most of the task): it does not count against the child limits, so one slow child cannot
+ * hold back the whole swarm. Twice the daemon's default pieces in flight, so a child in step with its
+ * parent is never below it.
+ */
+export const SEED_CHILD_MAX_LAG_PIECES = 16;
+
+export const NO_LIMITS: FilterLimits = { seedChildLimit: 0, childLimit: 0 };
+
 /** Reasons that may clear by themselves (the parent is busy or was slow once). */
-export const TRANSIENT_REASONS: ReadonlySet<FilterReason> = new Set(['bad-parent', 'upload-full']);
+export const TRANSIENT_REASONS: ReadonlySet<FilterReason> = new Set([
+  'bad-parent',
+  'upload-full',
+  'seed-busy',
+  'parent-busy',
+]);
 
 /**
  * A candidate holds data a child could use now, or will soon: it is fetching from the source, or it is
@@ -30,7 +59,11 @@ export function hasData(p: PeerView): boolean {
 }
 
 /** The cheap checks: no graph walk. */
-export function cheapFilterReason(child: ChildView, p: PeerView): FilterReason | undefined {
+export function cheapFilterReason(
+  child: ChildView,
+  p: PeerView,
+  limits: FilterLimits = NO_LIMITS,
+): FilterReason | undefined {
   if (p.id === child.id) return 'self';
   if (p.host.id === child.host.id) return 'same-host';
   if (child.blockList.has(p.id)) return 'blocked';
@@ -41,10 +74,28 @@ export function cheapFilterReason(child: ChildView, p: PeerView): FilterReason |
   if (p.host.concurrentUploadLimit > 0 && p.host.concurrentUploads >= p.host.concurrentUploadLimit) {
     return 'upload-full';
   }
+  const seed = p.host.type === 'seed';
+  const limit = seed ? limits.seedChildLimit : limits.childLimit;
+  if (limit > 0 && feedsEnough(p, child, limit)) return seed ? 'seed-busy' : 'parent-busy';
   return undefined;
 }
 
+/** Whether `parent` already feeds `limit` children other than `child` that keep up with it. */
+function feedsEnough(parent: PeerView, child: ChildView, limit: number): boolean {
+  let keepingUp = 0;
+  for (const c of parent.downloadingChildren) {
+    const lag = parent.finishedPieceCount - c.finishedPieceCount;
+    if (c.id !== child.id && lag <= SEED_CHILD_MAX_LAG_PIECES) keepingUp++;
+  }
+  return keepingUp >= limit;
+}
+
 /** Every filter of §4.1, in order; undefined means the peer may be offered to the child. */
-export function filterReason(child: ChildView, p: PeerView, dag: EdgeChecker): FilterReason | undefined {
-  return cheapFilterReason(child, p) ?? (dag.canAddEdge(p.id, child.id) ? undefined : 'cycle');
+export function filterReason(
+  child: ChildView,
+  p: PeerView,
+  dag: EdgeChecker,
+  limits: FilterLimits = NO_LIMITS,
+): FilterReason | undefined {
+  return cheapFilterReason(child, p, limits) ?? (dag.canAddEdge(p.id, child.id) ? undefined : 'cycle');
 }

@@ -24,8 +24,15 @@ export interface PeerView {
   readonly finishedPieceCount: number;
   /** Parents it downloads from right now (its in-degree in the task DAG). */
   readonly parentCount: number;
+  /** Children in the task DAG that are still downloading (not finished, failed or gone). */
+  readonly downloadingChildren: readonly ChildProgress[];
   /** Costs (ms) of the pieces this peer served, newest last. */
   readonly pieceCosts: readonly number[];
+}
+
+export interface ChildProgress {
+  readonly id: string;
+  readonly finishedPieceCount: number;
 }
 
 export interface ChildView {

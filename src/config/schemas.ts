@@ -48,8 +48,9 @@ export const schedulerConfigSchema = z
          * seed whose uplink is like its peers': every piece leaves the seed about once.
          */
         seedChildLimit: z.number().int().min(0).default(1),
-        /** The same for normal peers; 0 = no limit. */
-        childLimit: z.number().int().min(0).default(0),
+        /** The same for normal peers fewer than childLimitDepth hops from the source; 0 = no limit. */
+        childLimit: z.number().int().min(0).default(1),
+        childLimitDepth: z.number().int().min(0).default(32),
       })
       .strict()
       .prefault({}),

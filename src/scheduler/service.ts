@@ -475,6 +475,7 @@ export class SchedulerCore {
     peer.backToSource = true;
     // Its data no longer depends on parents.
     peer.task.dag.deleteInEdges(peer.id);
+    peer.depth = 0;
     this.setTaskLengths(peer, v.contentLength, v.pieceLength);
   }
 
@@ -696,8 +697,8 @@ export class SchedulerCore {
   }
 
   private filterLimits(): FilterLimits {
-    const { seedChildLimit, childLimit } = this.config.scheduling;
-    return { seedChildLimit, childLimit };
+    const { seedChildLimit, childLimit, childLimitDepth } = this.config.scheduling;
+    return { seedChildLimit, childLimit, childLimitDepth };
   }
 
   private canBackToSource(peer: Peer): boolean {
@@ -766,6 +767,7 @@ export class SchedulerCore {
         peer.id,
         parents.map((p) => p.id),
       );
+      peer.depth = 1 + Math.min(...parents.map((p) => p.depth));
       conn.send(
         respond({
           case: 'normalTask',
@@ -835,7 +837,10 @@ export class SchedulerCore {
     })
       .filter((p) => !current.has(p.id))
       .slice(0, limit - current.size);
-    for (const p of fresh) task.dag.addEdge(p.id, peer.id);
+    for (const p of fresh) {
+      task.dag.addEdge(p.id, peer.id);
+      peer.depth = Math.min(peer.depth, 1 + p.depth);
+    }
     if (fresh.length > 0) {
       conn.send(
         respond({

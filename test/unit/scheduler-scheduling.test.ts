@@ -41,6 +41,7 @@ function peer(id: string, over: Partial<PeerView> & { state?: PeerState } = {}):
     state: 'Running',
     finishedPieceCount: 1,
     parentCount: 0,
+    depth: 1,
     downloadingChildren: [],
     pieceCosts: [],
     ...over,
@@ -126,7 +127,7 @@ describe('scheduler filters', () => {
 
   it('keeps a seed to seedChildLimit downloading children that keep up, not counting the asking child', () => {
     const seedHost = host('hs', { type: 'seed' });
-    const limits = { seedChildLimit: 1, childLimit: 0 };
+    const limits = { seedChildLimit: 1, childLimit: 0, childLimitDepth: 0 };
     const seed = (children: [string, number][], finishedPieceCount = 40) =>
       peer('s', {
         host: seedHost,
@@ -158,10 +159,11 @@ describe('scheduler filters', () => {
     assert.ok(TRANSIENT_REASONS.has('seed-busy'));
   });
 
-  it('keeps a normal peer to childLimit children that keep up', () => {
-    const limits = { seedChildLimit: 0, childLimit: 2 };
+  it('keeps a normal peer above childLimitDepth to childLimit children that keep up', () => {
+    const limits = { seedChildLimit: 0, childLimit: 2, childLimitDepth: 3 };
     const parent = (...counts: number[]) =>
       peer('p', {
+        depth: 2,
         finishedPieceCount: 30,
         downloadingChildren: counts.map((n, i) => ({ id: `c${i}`, finishedPieceCount: n })),
       });
@@ -169,6 +171,12 @@ describe('scheduler filters', () => {
     assert.equal(filterReason(child(), parent(29, 25), dagWith('p'), limits), 'parent-busy');
     assert.equal(filterReason(child(), parent(29, 0), dagWith('p'), limits), undefined, 'c1 is far behind');
     assert.equal(filterReason(child(), parent(29, 25), dagWith('p')), undefined, 'no limit by default');
+    const deep = { ...parent(29, 25), depth: 3 };
+    assert.equal(
+      filterReason(child(), deep, dagWith('p'), limits),
+      undefined,
+      'no limit from childLimitDepth on',
+    );
     assert.ok(TRANSIENT_REASONS.has('parent-busy'));
   });
 

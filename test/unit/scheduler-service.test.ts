@@ -208,7 +208,8 @@ describe('scheduler service (no seed peers)', () => {
   let client: SchedulerClient;
 
   before(async () => {
-    scheduler = await startScheduler(config(), logger);
+    // Any peer may feed any number of children here; the child limits have their own suite below.
+    scheduler = await startScheduler(config({ scheduling: { childLimit: 0 } }), logger);
     assert.ok(scheduler.port > 0, 'port 0 resolves to the bound port');
     client = createSchedulerClient(`127.0.0.1:${scheduler.port}`);
     await announce(client, 'host-a', { uploadPort: 4100 });
@@ -659,12 +660,20 @@ describe('scheduler service (seed child limit)', () => {
 
   before(async () => {
     scheduler = await startScheduler(
-      config({ scheduling: { seedChildLimit: 1, retryBackToSourceLimit: 1000, retryLimit: 2000 } }),
+      config({
+        scheduling: {
+          seedChildLimit: 1,
+          childLimit: 1,
+          childLimitDepth: 2,
+          retryBackToSourceLimit: 1000,
+          retryLimit: 2000,
+        },
+      }),
       logger,
     );
     client = createSchedulerClient(`127.0.0.1:${scheduler.port}`);
     await announce(client, 'seed-l', { seed: true });
-    for (const h of ['host-a', 'host-b', 'host-c']) await announce(client, h);
+    for (const h of ['host-a', 'host-b', 'host-c', 'host-d', 'host-e']) await announce(client, h);
     seedAbort = new AbortController();
     seedTasks = new StreamReader(client.seedTasks({ hostId: 'seed-l' }, { signal: seedAbort.signal }));
     await waitFor(() => scheduler.core.connectedSeeds().includes('seed-l'));
@@ -676,7 +685,7 @@ describe('scheduler service (seed child limit)', () => {
     await scheduler.close();
   });
 
-  it('gives the seed one downloading child; the next child gets that child, and the seed once it is done', async () => {
+  it('gives the seed and each peer above childLimitDepth one downloading child (a chain); the seed is free again once its child is done', async () => {
     const taskId = uniq('task');
     const url = 'http://origin/limited';
     const a = new TestPeer(client, 'host-a', taskId, 'peer-a');
@@ -706,17 +715,35 @@ describe('scheduler service (seed child limit)', () => {
       ['peer-a'],
     );
     b.send({ case: 'downloadPeerStarted', value: {} });
+    await waitFor(
+      async () => (await client.statPeer({ taskId, peerId: 'peer-b' })).peer?.state === 'Running',
+    );
+
+    // childLimit 1: a feeds b, so c is given b: the peers form a chain below the seed.
+    const c = new TestPeer(client, 'host-c', taskId, 'peer-c');
+    c.register({ url });
+    assert.deepEqual(
+      (await c.expect('normalTask')).candidateParents.map((p) => p.id),
+      ['peer-b'],
+    );
+    // b is childLimitDepth (2) hops from the source: it is not limited, d gets it too (c has not started).
+    const d = new TestPeer(client, 'host-d', taskId, 'peer-d');
+    d.register({ url });
+    assert.deepEqual(
+      (await d.expect('normalTask')).candidateParents.map((p) => p.id),
+      ['peer-b'],
+    );
 
     // Once a has finished the seed is free for the next child again.
     a.send({ case: 'downloadPeerFinished', value: { contentLength: 8 * MiB } });
     await waitFor(
       async () => (await client.statPeer({ taskId, peerId: 'peer-a' })).peer?.state === 'Succeeded',
     );
-    const c = new TestPeer(client, 'host-c', taskId, 'peer-c');
-    c.register({ url });
-    const offered = (await c.expect('normalTask')).candidateParents.map((p) => p.id);
+    const e = new TestPeer(client, 'host-e', taskId, 'peer-e');
+    e.register({ url });
+    const offered = (await e.expect('normalTask')).candidateParents.map((p) => p.id);
     assert.ok(offered.includes('peer-s'), `the seed is offered again: ${offered.join(', ')}`);
-    for (const p of [a, b, c, s]) p.close();
+    for (const p of [a, b, c, d, e, s]) p.close();
   });
 });
 

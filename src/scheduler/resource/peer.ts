@@ -44,6 +44,11 @@ export class Peer {
   backToSource = false;
   /** When the scheduler answered need_back_to_source; the peer counts as a coming data source. */
   toldBackToSourceAt: number | undefined;
+  /**
+   * Hops from the source through the parents the scheduler gave (1 + the least depth of those parents;
+   * 0 without parents, as for a peer fetching from the source). Set when parents are given.
+   */
+  depth = 0;
   /** Empty schedules so far (continues across reschedules). */
   scheduleCount = 0;
   /** Set while a schedule loop is pending for this peer. */

@@ -22,8 +22,14 @@ export interface FilterLimits {
    * of racing its children for the same fresh pieces.
    */
   seedChildLimit: number;
-  /** The same for normal peers (0 = no limit). */
+  /**
+   * The same for normal peers (0 = no limit), for those fewer than childLimitDepth hops from the
+   * source. With uplinks alike, a chain is what lets every peer upload all the time (a peer with two
+   * children keeping up halves what each gets); the depth bound keeps a crowd from becoming a chain
+   * of a thousand hops, each adding a piece's time.
+   */
   childLimit: number;
+  childLimitDepth: number;
 }
 
 /**
@@ -34,7 +40,7 @@ export interface FilterLimits {
  */
 export const SEED_CHILD_MAX_LAG_PIECES = 16;
 
-export const NO_LIMITS: FilterLimits = { seedChildLimit: 0, childLimit: 0 };
+export const NO_LIMITS: FilterLimits = { seedChildLimit: 0, childLimit: 0, childLimitDepth: 0 };
 
 /** Reasons that may clear by themselves (the parent is busy or was slow once). */
 export const TRANSIENT_REASONS: ReadonlySet<FilterReason> = new Set([
@@ -75,7 +81,7 @@ export function cheapFilterReason(
     return 'upload-full';
   }
   const seed = p.host.type === 'seed';
-  const limit = seed ? limits.seedChildLimit : limits.childLimit;
+  const limit = seed ? limits.seedChildLimit : p.depth < limits.childLimitDepth ? limits.childLimit : 0;
   if (limit > 0 && feedsEnough(p, child, limit)) return seed ? 'seed-busy' : 'parent-busy';
   return undefined;
 }

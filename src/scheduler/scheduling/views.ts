@@ -24,6 +24,8 @@ export interface PeerView {
   readonly finishedPieceCount: number;
   /** Parents it downloads from right now (its in-degree in the task DAG). */
   readonly parentCount: number;
+  /** Hops from the source through its parents (0 for a back-to-source peer). */
+  readonly depth: number;
   /** Children in the task DAG that are still downloading (not finished, failed or gone). */
   readonly downloadingChildren: readonly ChildProgress[];
   /** Costs (ms) of the pieces this peer served, newest last. */

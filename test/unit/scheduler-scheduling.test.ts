@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { Dag, type PeerState } from '../../src/scheduler/resource/index.js';
 import {
+  CHILD_MAX_LAG_PIECES,
   type ChildView,
   filterReason,
   findCandidateParents,
@@ -12,7 +13,6 @@ import {
   locationAffinityScore,
   type PeerView,
   rankParents,
-  SEED_CHILD_MAX_LAG_PIECES,
   sample,
   score,
   TRANSIENT_REASONS,
@@ -139,7 +139,7 @@ describe('scheduler filters', () => {
     // Rescheduling a child the seed already feeds keeps the seed available to it.
     assert.equal(filterReason(child(), seed([['child', 30]]), dagWith('s'), limits), undefined);
     // A child that fell behind (a slow link) frees its place.
-    const behind = 40 - SEED_CHILD_MAX_LAG_PIECES - 1;
+    const behind = 40 - CHILD_MAX_LAG_PIECES - 1;
     assert.equal(filterReason(child(), seed([['a', behind]]), dagWith('s'), limits), undefined);
     assert.equal(filterReason(child(), seed([['a', behind + 1]]), dagWith('s'), limits), 'seed-busy');
     // No limit by default; a normal host is never limited this way.

@@ -38,7 +38,7 @@ export interface FilterLimits {
  * hold back the whole swarm. Twice the daemon's default pieces in flight, so a child in step with its
  * parent is never below it.
  */
-export const SEED_CHILD_MAX_LAG_PIECES = 16;
+export const CHILD_MAX_LAG_PIECES = 16;
 
 export const NO_LIMITS: FilterLimits = { seedChildLimit: 0, childLimit: 0, childLimitDepth: 0 };
 
@@ -91,7 +91,7 @@ function feedsEnough(parent: PeerView, child: ChildView, limit: number): boolean
   let keepingUp = 0;
   for (const c of parent.downloadingChildren) {
     const lag = parent.finishedPieceCount - c.finishedPieceCount;
-    if (c.id !== child.id && lag <= SEED_CHILD_MAX_LAG_PIECES) keepingUp++;
+    if (c.id !== child.id && lag <= CHILD_MAX_LAG_PIECES) keepingUp++;
   }
   return keepingUp >= limit;
 }

@@ -3,13 +3,13 @@ export { type FindParentsOptions, findCandidateParents, sample } from './candida
 export { HashRing } from './consistent-hash.js';
 export * from './evaluator.js';
 export {
+  CHILD_MAX_LAG_PIECES,
   cheapFilterReason,
   type FilterLimits,
   type FilterReason,
   filterReason,
   hasData,
   NO_LIMITS,
-  SEED_CHILD_MAX_LAG_PIECES,
   TRANSIENT_REASONS,
 } from './filters.js';
 export type { ChildProgress, ChildView, EdgeChecker, HostView, PeerView } from './views.js';

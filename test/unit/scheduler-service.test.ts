@@ -493,34 +493,26 @@ describe('scheduler service (no seed peers)', () => {
 });
 
 describe('scheduler service (seed peers)', () => {
+  let env: SeededScheduler;
   let scheduler: RunningScheduler;
   let client: SchedulerClient;
-  let seedAbort: AbortController;
   let seedTasks: StreamReader<SeedTaskResponse>;
 
   before(async () => {
     // Back-to-source only after many empty rounds, so a need_back_to_source here comes from the seed rule.
     // Every child may use the seed here; the seed child limit has its own suite below.
-    scheduler = await startScheduler(
-      config({
+    env = await startWithSeed(
+      {
         scheduling: { retryBackToSourceLimit: 1000, retryLimit: 2000, seedChildLimit: 0 },
         gc: { interval: 20 },
-      }),
-      logger,
+      },
+      { id: 'seed-1', uploadPort: 4200 },
+      ['host-n'],
     );
-    client = createSchedulerClient(`127.0.0.1:${scheduler.port}`);
-    await announce(client, 'seed-1', { seed: true, uploadPort: 4200 });
-    await announce(client, 'host-n');
-    seedAbort = new AbortController();
-    seedTasks = new StreamReader(client.seedTasks({ hostId: 'seed-1' }, { signal: seedAbort.signal }));
-    await waitFor(() => scheduler.core.connectedSeeds().includes('seed-1'));
+    ({ scheduler, client, seedTasks } = env);
   });
 
-  after(async () => {
-    seedAbort.abort();
-    closeAllPeers();
-    await scheduler.close();
-  });
+  after(() => env.close());
 
   it('triggers the seed peer and hands it to the waiting peer as parent', async () => {
     const taskId = uniq('task');
@@ -640,7 +632,7 @@ describe('scheduler service (seed peers)', () => {
   });
 
   it('without the SeedTasks stream the seed is no longer used', async () => {
-    seedAbort.abort();
+    env.endSeedTasks();
     await waitFor(() => seedTasks.ended);
     const taskId = uniq('task');
     const n = new TestPeer(client, 'host-n', taskId, 'peer-n');
@@ -653,43 +645,49 @@ describe('scheduler service (seed peers)', () => {
 });
 
 describe('scheduler service (seed child limit)', () => {
-  let scheduler: RunningScheduler;
+  let env: SeededScheduler;
   let client: SchedulerClient;
-  let seedAbort: AbortController;
   let seedTasks: StreamReader<SeedTaskResponse>;
 
   before(async () => {
-    scheduler = await startScheduler(
-      config({
-        scheduling: {
-          seedChildLimit: 1,
-          childLimit: 1,
-          childLimitDepth: 2,
-          retryBackToSourceLimit: 1000,
-          retryLimit: 2000,
-        },
-      }),
-      logger,
-    );
-    client = createSchedulerClient(`127.0.0.1:${scheduler.port}`);
-    await announce(client, 'seed-l', { seed: true });
-    for (const h of ['host-a', 'host-b', 'host-c', 'host-d', 'host-e']) await announce(client, h);
-    seedAbort = new AbortController();
-    seedTasks = new StreamReader(client.seedTasks({ hostId: 'seed-l' }, { signal: seedAbort.signal }));
-    await waitFor(() => scheduler.core.connectedSeeds().includes('seed-l'));
+    const scheduling = {
+      seedChildLimit: 1,
+      childLimit: 1,
+      childLimitDepth: 2,
+      retryBackToSourceLimit: 1000,
+      retryLimit: 2000,
+    };
+    env = await startWithSeed({ scheduling }, { id: 'seed-l' }, [
+      'host-a',
+      'host-b',
+      'host-c',
+      'host-d',
+      'host-e',
+    ]);
+    ({ client, seedTasks } = env);
   });
 
-  after(async () => {
-    seedAbort.abort();
-    closeAllPeers();
-    await scheduler.close();
-  });
+  after(() => env.close());
 
   it('gives the seed and each peer above childLimitDepth one downloading child (a chain); the seed is free again once its child is done', async () => {
     const taskId = uniq('task');
     const url = 'http://origin/limited';
-    const a = new TestPeer(client, 'host-a', taskId, 'peer-a');
-    a.register({ url });
+    const peers: TestPeer[] = [];
+    /** Registers a peer on `host` and returns the ids of the parents it is first given. */
+    const join = async (host: string, id: string): Promise<string[]> => {
+      const p = new TestPeer(client, host, taskId, id);
+      peers.push(p);
+      p.register({ url });
+      return (await p.expect('normalTask')).candidateParents.map((c) => c.id);
+    };
+    const reach = async (i: number, state: string, report: RequestInit): Promise<void> => {
+      const p = peers[i]!;
+      p.send(report);
+      await waitFor(async () => (await client.statPeer({ taskId, peerId: p.id })).peer?.state === state);
+    };
+    const started: RequestInit = { case: 'downloadPeerStarted', value: {} };
+
+    const a = join('host-a', 'peer-a');
     const trigger = await seedTasks.next();
     const s = new TestPeer(client, 'seed-l', taskId, 'peer-s');
     s.register(trigger!.download!);
@@ -698,54 +696,58 @@ describe('scheduler service (seed child limit)', () => {
       case: 'downloadPeerBackToSourceStarted',
       value: { contentLength: 8 * MiB, pieceLength: 4 * MiB },
     });
-    assert.deepEqual(
-      (await a.expect('normalTask')).candidateParents.map((p) => p.id),
-      ['peer-s'],
-    );
-    a.send({ case: 'downloadPeerStarted', value: {} });
-    await waitFor(
-      async () => (await client.statPeer({ taskId, peerId: 'peer-a' })).peer?.state === 'Running',
-    );
-
+    assert.deepEqual(await a, ['peer-s']);
+    await reach(0, 'Running', started);
     // The seed already feeds a downloading child: b is given a (which has the seed as parent) instead.
-    const b = new TestPeer(client, 'host-b', taskId, 'peer-b');
-    b.register({ url });
-    assert.deepEqual(
-      (await b.expect('normalTask')).candidateParents.map((p) => p.id),
-      ['peer-a'],
-    );
-    b.send({ case: 'downloadPeerStarted', value: {} });
-    await waitFor(
-      async () => (await client.statPeer({ taskId, peerId: 'peer-b' })).peer?.state === 'Running',
-    );
-
+    assert.deepEqual(await join('host-b', 'peer-b'), ['peer-a']);
+    await reach(1, 'Running', started);
     // childLimit 1: a feeds b, so c is given b: the peers form a chain below the seed.
-    const c = new TestPeer(client, 'host-c', taskId, 'peer-c');
-    c.register({ url });
-    assert.deepEqual(
-      (await c.expect('normalTask')).candidateParents.map((p) => p.id),
-      ['peer-b'],
-    );
+    assert.deepEqual(await join('host-c', 'peer-c'), ['peer-b']);
     // b is childLimitDepth (2) hops from the source: it is not limited, d gets it too (c has not started).
-    const d = new TestPeer(client, 'host-d', taskId, 'peer-d');
-    d.register({ url });
-    assert.deepEqual(
-      (await d.expect('normalTask')).candidateParents.map((p) => p.id),
-      ['peer-b'],
-    );
-
+    assert.deepEqual(await join('host-d', 'peer-d'), ['peer-b']);
     // Once a has finished the seed is free for the next child again.
-    a.send({ case: 'downloadPeerFinished', value: { contentLength: 8 * MiB } });
-    await waitFor(
-      async () => (await client.statPeer({ taskId, peerId: 'peer-a' })).peer?.state === 'Succeeded',
-    );
-    const e = new TestPeer(client, 'host-e', taskId, 'peer-e');
-    e.register({ url });
-    const offered = (await e.expect('normalTask')).candidateParents.map((p) => p.id);
+    await reach(0, 'Succeeded', { case: 'downloadPeerFinished', value: { contentLength: 8 * MiB } });
+    const offered = await join('host-e', 'peer-e');
     assert.ok(offered.includes('peer-s'), `the seed is offered again: ${offered.join(', ')}`);
-    for (const p of [a, b, c, d, e, s]) p.close();
+    for (const p of [...peers, s]) p.close();
   });
 });
+
+interface SeededScheduler {
+  scheduler: RunningScheduler;
+  client: SchedulerClient;
+  /** The seed host's SeedTasks stream: the triggers it gets. */
+  seedTasks: StreamReader<SeedTaskResponse>;
+  /** Cancels the SeedTasks stream: the seed is no longer available. */
+  endSeedTasks(): void;
+  close(): Promise<void>;
+}
+
+/** A scheduler with `over` config, one announced seed host with its SeedTasks stream open, and `hosts`. */
+async function startWithSeed(
+  over: Record<string, unknown>,
+  seed: { id: string; uploadPort?: number },
+  hosts: string[],
+): Promise<SeededScheduler> {
+  const scheduler = await startScheduler(config(over), logger);
+  const client = createSchedulerClient(`127.0.0.1:${scheduler.port}`);
+  await announce(client, seed.id, { seed: true, uploadPort: seed.uploadPort });
+  for (const h of hosts) await announce(client, h);
+  const abort = new AbortController();
+  const seedTasks = new StreamReader(client.seedTasks({ hostId: seed.id }, { signal: abort.signal }));
+  await waitFor(() => scheduler.core.connectedSeeds().includes(seed.id));
+  return {
+    scheduler,
+    client,
+    seedTasks,
+    endSeedTasks: () => abort.abort(),
+    async close() {
+      abort.abort();
+      closeAllPeers();
+      await scheduler.close();
+    },
+  };
+}
 
 async function waitFor(cond: () => boolean | Promise<boolean>, timeoutMs = 3000): Promise<void> {
   const deadline = Date.now() + timeoutMs;

@@ -1,5 +1,5 @@
 import { rankParents } from './evaluator.js';
-import { cheapFilterReason, type FilterLimits, NO_LIMITS } from './filters.js';
+import { cheapFilterReason, type FilterLimits } from './filters.js';
 import type { ChildView, EdgeChecker, PeerView } from './views.js';
 
 export interface FindParentsOptions {
@@ -35,8 +35,7 @@ export function findCandidateParents<P extends PeerView>(
   opts: FindParentsOptions,
 ): P[] {
   const eligible: P[] = [];
-  for (const p of peers)
-    if (cheapFilterReason(child, p, opts.limits ?? NO_LIMITS) === undefined) eligible.push(p);
+  for (const p of peers) if (cheapFilterReason(child, p, opts.limits) === undefined) eligible.push(p);
   const sampled = sample(eligible, opts.filterParentLimit, opts.random).filter((p) =>
     dag.canAddEdge(p.id, child.id),
   );

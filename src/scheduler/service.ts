@@ -38,7 +38,6 @@ import {
 } from './resource/index.js';
 import {
   cheapFilterReason,
-  type FilterLimits,
   findCandidateParents,
   HashRing,
   hasData,
@@ -688,17 +687,12 @@ export class SchedulerCore {
   private hasUsableSource(child: Peer, now: number): boolean {
     const dag = child.task.dag;
     for (const p of child.task.peers.values()) {
-      const r = cheapFilterReason(child, p, this.filterLimits());
+      const r = cheapFilterReason(child, p, this.config.scheduling);
       const usable =
         r === undefined || TRANSIENT_REASONS.has(r) || (r === 'no-data' && this.isPendingSource(p, now));
       if (usable && dag.canAddEdge(p.id, child.id)) return true;
     }
     return false;
-  }
-
-  private filterLimits(): FilterLimits {
-    const { seedChildLimit, childLimit, childLimitDepth } = this.config.scheduling;
-    return { seedChildLimit, childLimit, childLimitDepth };
   }
 
   private canBackToSource(peer: Peer): boolean {
@@ -759,7 +753,7 @@ export class SchedulerCore {
       filterParentLimit: scheduling.filterParentLimit,
       candidateParentLimit: scheduling.candidateParentLimit,
       totalPieces: task.pieceCount || task.pieces.size,
-      limits: this.filterLimits(),
+      limits: this.config.scheduling,
       random: this.random,
     });
     if (parents.length > 0) {
@@ -832,7 +826,7 @@ export class SchedulerCore {
       filterParentLimit: this.config.scheduling.filterParentLimit,
       candidateParentLimit: limit,
       totalPieces: task.pieceCount || task.pieces.size,
-      limits: this.filterLimits(),
+      limits: this.config.scheduling,
       random: this.random,
     })
       .filter((p) => !current.has(p.id))

@@ -713,6 +713,49 @@ describe('scheduler service (seed child limit)', () => {
   });
 });
 
+describe('scheduler service (waiting for a busy seed)', () => {
+  it('a child whose only parent would be the busy seed waits, not counting towards back-to-source', async () => {
+    // One empty schedule would send a peer to the source: waiting must not count as one.
+    const env = await startWithSeed(
+      { scheduling: { retryBackToSourceLimit: 1, retryLimit: 50 } },
+      { id: 'seed-w' },
+      ['host-a', 'host-b'],
+    );
+    try {
+      const taskId = uniq('task');
+      const url = 'http://origin/busy';
+      // The seed fetches the task first (as a triggered seed does), so nobody waits for a trigger.
+      const s = new TestPeer(env.client, 'seed-w', taskId, 'peer-s');
+      s.register({ url, needBackToSource: true });
+      await s.expect('needBackToSource', 500);
+      s.send({
+        case: 'downloadPeerBackToSourceStarted',
+        value: { contentLength: 8 * MiB, pieceLength: 4 * MiB },
+      });
+      await waitFor(
+        async () => (await env.client.statPeer({ taskId, peerId: 'peer-s' })).peer?.state === 'BackToSource',
+      );
+      const a = new TestPeer(env.client, 'host-a', taskId, 'peer-a');
+      a.register({ url });
+      assert.deepEqual(
+        (await a.expect('normalTask')).candidateParents.map((p) => p.id),
+        ['peer-s'],
+      );
+      // a has not started (no data yet) and the seed feeds a: b has no parent for now, and waits.
+      const b = new TestPeer(env.client, 'host-b', taskId, 'peer-b');
+      b.register({ url });
+      assert.ok(await b.responses.quiet(300), 'b waits (dozens of 10 ms attempts)');
+      a.send({ case: 'downloadPeerStarted', value: {} });
+      assert.deepEqual(
+        (await b.expect('normalTask')).candidateParents.map((p) => p.id),
+        ['peer-a'],
+      );
+    } finally {
+      await env.close();
+    }
+  });
+});
+
 interface SeededScheduler {
   scheduler: RunningScheduler;
   client: SchedulerClient;

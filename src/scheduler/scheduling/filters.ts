@@ -80,10 +80,15 @@ export function cheapFilterReason(
   if (p.host.concurrentUploadLimit > 0 && p.host.concurrentUploads >= p.host.concurrentUploadLimit) {
     return 'upload-full';
   }
-  const seed = p.host.type === 'seed';
-  const limit = seed ? limits.seedChildLimit : p.depth < limits.childLimitDepth ? limits.childLimit : 0;
-  if (limit > 0 && feedsEnough(p, child, limit)) return seed ? 'seed-busy' : 'parent-busy';
+  const limit = childLimitOf(p, limits);
+  if (limit > 0 && feedsEnough(p, child, limit)) return p.host.type === 'seed' ? 'seed-busy' : 'parent-busy';
   return undefined;
+}
+
+/** How many children keeping up `parent` may feed (0 = any number). */
+function childLimitOf(parent: PeerView, limits: FilterLimits): number {
+  if (parent.host.type === 'seed') return limits.seedChildLimit;
+  return parent.depth < limits.childLimitDepth ? limits.childLimit : 0;
 }
 
 /** Whether `parent` already feeds `limit` children other than `child` that keep up with it. */

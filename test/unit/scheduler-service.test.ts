@@ -494,7 +494,6 @@ describe('scheduler service (no seed peers)', () => {
 
 describe('scheduler service (seed peers)', () => {
   let env: SeededScheduler;
-  let scheduler: RunningScheduler;
   let client: SchedulerClient;
   let seedTasks: StreamReader<SeedTaskResponse>;
 
@@ -509,7 +508,7 @@ describe('scheduler service (seed peers)', () => {
       { id: 'seed-1', uploadPort: 4200 },
       ['host-n'],
     );
-    ({ scheduler, client, seedTasks } = env);
+    ({ client, seedTasks } = env);
   });
 
   after(() => env.close());

@@ -2,18 +2,21 @@
  * `damselfly mount` read performance with a warm cache, against the same tree on the native
  * filesystem, as ratios measured in one run (issue 4's benchmark). Needs root.
  *
- *   node --import tsx bench/mount-read.ts [--source /usr/share] [--seconds 5] [--files 40]
+ *   node --import tsx bench/mount-read.ts [--source /usr/share] [--random-reads 400000] [--files 40] [--rounds 3]
  *
  * 1. Copies --source into a temp dir (the native tree) and `image build`s it (lz4, 1 MiB chunks).
  * 2. `mount --mode kernel` once fills the blob cache; then the same cache is mounted with
- *    `--mode fuse` and `--mode kernel`.
- * 3. For native, FUSE and kernel, with the page cache dropped before every phase
+ *    `--mode fuse`, `--mode kernel` (file-backed where Linux can) and `--mode kernel
+ *    --kernel-backing loop`.
+ * 3. --rounds times, for native and each mount in turn, with the page cache dropped before every phase
  *    (`echo 3 > /proc/sys/vm/drop_caches`: the damselfly cache files are on disk, not in memory):
  *    - sequential: the --files largest files read with 1 MiB read()s (MB/s);
- *    - random 4 KiB: preads at random 4 KiB offsets of files ≥ 64 KiB for --seconds (ops/s);
+ *    - random 4 KiB: --random-reads preads at random 4 KiB offsets of files ≥ 64 KiB, the same
+ *      sequence (fixed seed) in every phase, so every phase meets the same cache misses (ops/s);
  *    - tar: `tar -cf - . | cat > /dev/null` over the tree (seconds; `tar -cf /dev/null` is not used:
  *      GNU tar notices /dev/null and does not read file contents at all).
- *    A ratio is mode throughput / native throughput (1.0 = as fast as native).
+ *    A ratio is mode throughput / native throughput of the same round (1.0 = as fast as native); the
+ *    table shows the median over rounds of figures and of ratios (the machine drifts between rounds).
  * 4. Time to first byte of a cold file: an image of the --files largest files pushed to a local
  *    docker-registry on loopback, converted, mounted with an empty cache; each file's first byte
  *    read once (open + 1-byte read), median and max over the files; plus the mount's start time.
@@ -36,17 +39,19 @@ const MiB = 1024 * 1024;
 const { values } = parseArgs({
   options: {
     source: { type: 'string', default: '/usr/share' },
-    seconds: { type: 'string', default: '5' },
+    'random-reads': { type: 'string', default: '400000' },
     files: { type: 'string', default: '40' },
+    rounds: { type: 'string', default: '3' },
   },
 });
-const SECONDS = Number(values.seconds);
+const ROUNDS = Math.max(1, Number(values.rounds));
+const RANDOM_READS = Number(values['random-reads']);
 const FILES = Number(values.files);
 
 /** Plain-JS reader child (no loader): prints {bytes, ops, seconds}. */
 const READER = `
 const fs = require('node:fs');
-const [mode, seconds, ...paths] = process.argv.slice(1);
+const [mode, count, ...paths] = process.argv.slice(1);
 let bytes = 0, ops = 0, x = 88172645;
 const start = process.hrtime.bigint();
 const elapsed = () => Number(process.hrtime.bigint() - start) / 1e9;
@@ -60,7 +65,7 @@ if (mode === 'seq') {
 } else {
   const buf = Buffer.allocUnsafe(4096);
   const files = paths.map((p) => { const fd = fs.openSync(p, 'r'); return { fd, blocks: Math.floor(fs.fstatSync(fd).size / 4096) }; });
-  while (elapsed() < Number(seconds)) {
+  while (ops < Number(count)) {
     for (let i = 0; i < 64; i++) {
       x ^= x << 13; x ^= x >>> 17; x ^= x << 5;
       const f = files[(x >>> 0) % files.length];
@@ -87,7 +92,7 @@ async function reader(
   mode: 'seq' | 'rand',
   paths: string[],
 ): Promise<{ bytes: number; ops: number; seconds: number }> {
-  const { stdout } = await run(process.execPath, ['-e', READER, mode, String(SECONDS), ...paths], {
+  const { stdout } = await run(process.execPath, ['-e', READER, mode, String(RANDOM_READS), ...paths], {
     maxBuffer: 16 * MiB,
   });
   return JSON.parse(stdout);
@@ -253,18 +258,42 @@ async function main(): Promise<void> {
       cache,
     );
     procs.push(kernel.proc);
-    if ((await mountTypeAt(join(work, 'mnt-kernel'))) !== 'erofs')
-      throw new Error('kernel mode is not erofs');
+    const kernelLoop = await startMount(
+      work,
+      'kernel-loop',
+      out,
+      join(work, 'mnt-kernel-loop'),
+      '--mode',
+      'kernel',
+      '--kernel-backing',
+      'loop',
+      '--cache-dir',
+      cache,
+    );
+    procs.push(kernelLoop.proc);
+    for (const name of ['mnt-kernel', 'mnt-kernel-loop'])
+      if ((await mountTypeAt(join(work, name))) !== 'erofs') throw new Error(`${name} is not erofs`);
 
-    const native = await measure(tree, largest, randomFiles);
-    const viaFuse = await measure(join(work, 'mnt-fuse'), largest, randomFiles);
-    const viaKernel = await measure(join(work, 'mnt-kernel'), largest, randomFiles);
+    const roots = {
+      native: tree,
+      fuse: join(work, 'mnt-fuse'),
+      kernel: join(work, 'mnt-kernel'),
+      kernelLoop: join(work, 'mnt-kernel-loop'),
+    };
+    const rounds: Array<Record<keyof typeof roots, Figures>> = [];
+    for (let round = 0; round < ROUNDS; round++) {
+      const figures = {} as Record<keyof typeof roots, Figures>;
+      for (const [mode, root] of Object.entries(roots) as Array<[keyof typeof roots, string]>) {
+        figures[mode] = await measure(root, largest, randomFiles);
+        process.stderr.write(`round ${round + 1} ${mode}: ${JSON.stringify(figures[mode])}\n`);
+      }
+      rounds.push(figures);
+    }
     const ttfb = await timeToFirstByte(work, tree, largest.slice(0, Math.min(20, largest.length)));
 
-    const ratio = (mode: Figures) => ({
-      sequential: mode.sequentialMBps / native.sequentialMBps,
-      random4k: mode.random4kOps / native.random4kOps,
-      tar: native.tarSeconds / mode.tarSeconds,
+    const summary = (mode: keyof typeof roots) => ({
+      figures: medianFigures(rounds.map((r) => r[mode])),
+      ratio: medianRatio(rounds.map((r) => ratio(r[mode], r.native))),
     });
     const result = {
       date: new Date().toISOString(),
@@ -277,9 +306,11 @@ async function main(): Promise<void> {
       },
       buildSeconds,
       kernelCacheFillSeconds: fill.seconds,
-      native,
-      fuse: { figures: viaFuse, ratio: ratio(viaFuse) },
-      kernel: { figures: viaKernel, ratio: ratio(viaKernel) },
+      native: medianFigures(rounds.map((r) => r.native)),
+      fuse: summary('fuse'),
+      kernel: summary('kernel'),
+      kernelLoop: summary('kernelLoop'),
+      rounds,
       ttfb,
       goals: { fuseSequential: 0.7, fuseTar: 0.5, kernel: 0.9 },
       nydus: { fuseSequential: 0.7, fuseRandom: 0.76, fuseTar: 0.33, loopErofs: 0.9 },
@@ -299,11 +330,39 @@ async function main(): Promise<void> {
   }
 }
 
+function ratio(mode: Figures, native: Figures): Record<string, number> {
+  return {
+    sequential: mode.sequentialMBps / native.sequentialMBps,
+    random4k: mode.random4kOps / native.random4kOps,
+    tar: native.tarSeconds / mode.tarSeconds,
+  };
+}
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+}
+
+function medianFigures(all: Figures[]): Figures {
+  return {
+    sequentialMBps: median(all.map((x) => x.sequentialMBps)),
+    random4kOps: median(all.map((x) => x.random4kOps)),
+    tarSeconds: median(all.map((x) => x.tarSeconds)),
+  };
+}
+
+function medianRatio(all: Array<Record<string, number>>): Record<string, number> {
+  return Object.fromEntries(Object.keys(all[0]!).map((key) => [key, median(all.map((x) => x[key]!))]));
+}
+
 function table(r: {
   tree: { files: number; bytes: number };
   native: Figures;
   fuse: { figures: Figures; ratio: Record<string, number> };
   kernel: { figures: Figures; ratio: Record<string, number> };
+  kernelLoop: { figures: Figures; ratio: Record<string, number> };
+  rounds: unknown[];
   ttfb: { mountSeconds: number; files: number; medianMs: number; maxMs: number };
   source: string;
 }): string {
@@ -311,13 +370,14 @@ function table(r: {
   const row = (name: string, x: Figures, ratio?: Record<string, number>) =>
     `| ${name} | ${f(x.sequentialMBps, 0)} MB/s${ratio ? ` (${f(ratio.sequential!)})` : ''} | ${f(x.random4kOps, 0)}/s${ratio ? ` (${f(ratio.random4k!)})` : ''} | ${f(x.tarSeconds)} s${ratio ? ` (${f(ratio.tar!)})` : ''} |`;
   return [
-    `Tree: copy of ${r.source}, ${r.tree.files} files, ${(r.tree.bytes / MiB).toFixed(0)} MiB; warm damselfly cache, page cache dropped before each phase.`,
+    `Tree: copy of ${r.source}, ${r.tree.files} files, ${(r.tree.bytes / MiB).toFixed(0)} MiB; warm damselfly cache, page cache dropped before each phase; medians of ${r.rounds.length} rounds (figures and per-round ratios).`,
     '',
     '| | sequential (ratio) | random 4 KiB (ratio) | tar (ratio) |',
     '|---|---|---|---|',
     row('native', r.native),
     row('FUSE', r.fuse.figures, r.fuse.ratio),
-    row('kernel EROFS', r.kernel.figures, r.kernel.ratio),
+    row('kernel EROFS, file-backed', r.kernel.figures, r.kernel.ratio),
+    row('kernel EROFS, loop devices', r.kernelLoop.figures, r.kernelLoop.ratio),
     '| Nydus (seed) FUSE / loop EROFS | 0.70 / 0.90 | 0.76 / – | 0.33 / – |',
     '| goal FUSE / kernel | ≥ 0.7 / ≥ 0.9 | – / ≥ 0.9 | ≥ 0.5 / ≥ 0.9 |',
     '',

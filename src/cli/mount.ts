@@ -67,6 +67,15 @@ export function mountCommand(): Command {
         .choices(['auto', 'fuse', 'kernel'])
         .default('auto'),
     )
+    .addOption(
+      new Option(
+        '--kernel-backing <how>',
+        'kernel mode: file (mount the cache files themselves, Linux >= 6.12), loop (through loop devices); ' +
+          'auto: file if the kernel can, else loop',
+      )
+        .choices(['auto', 'file', 'loop'])
+        .default('auto'),
+    )
     .option('--cache-dir <dir>', 'where blob cache files live', defaultCacheDir())
     .option('--platform <os/arch[/variant]>', 'which platform of a multi-platform image')
     .option('--fetch-size <size>', 'small reads fetch at least this much of the neighbouring chunks', '1MiB')
@@ -243,10 +252,14 @@ async function runKernelMode(context: MountContext): Promise<void> {
     bootstrapPath: await writeBootstrapFile(opts.cacheDir, context.bootstrap),
     devicePaths: cacheDataPaths(decoded, opts.cacheDir),
     mountpoint: context.mountpoint,
+    backing: opts.kernelBacking,
     logger,
   });
+  status.kernelBacking = kernel.backing;
   status.state = 'mounted';
-  process.stdout.write(`mounted ${context.name} at ${kernel.mountpoint} (kernel EROFS)\n`);
+  process.stdout.write(
+    `mounted ${context.name} at ${kernel.mountpoint} (kernel EROFS, ${kernel.backing}-backed)\n`,
+  );
   const reason = await Promise.race([kernel.unmounted.then(() => 'unmounted'), context.shutdown]);
   logger.info({ reason }, 'unmounting');
   status.state = 'unmounting';

@@ -1,6 +1,6 @@
 /**
- * What one `damselfly mount` process is and has done, for its API socket: state, mode, source and
- * mountpoint (`/api/v1/daemon`), the metrics (`/api/v1/metrics`, `/metrics`) and the access trace
+ * What one `damselfly mount` process is and has done, for its API socket: state, mode (and the
+ * kernel mode's backing), source and mountpoint (`/api/v1/daemon`), the metrics (`/api/v1/metrics`, `/metrics`) and the access trace
  * (`/api/v1/trace`). It also hands the filesystem its observer (trace + read latency).
  */
 import type { AccessTrace } from './access-trace.js';
@@ -14,6 +14,8 @@ export type MountState = 'starting' | 'filling-cache' | 'mounted' | 'unmounting'
 export class MountStatus {
   state: MountState = 'starting';
   mode: 'fuse' | 'kernel' | undefined;
+  /** Kernel mode: how the EROFS mount reaches the cache files (`file` or `loop`). */
+  kernelBacking: 'file' | 'loop' | undefined;
   readonly metrics: MountMetrics;
   private readonly startedAt = Date.now();
   private trace: AccessTrace | undefined;
@@ -53,6 +55,7 @@ export class MountStatus {
       daemon: () => ({
         state: this.state,
         mode: this.mode ?? null,
+        kernelBacking: this.kernelBacking ?? null,
         source: this.source,
         mountpoint: this.mountpoint,
         backend: this.backend,

@@ -6,8 +6,9 @@
  *   backend bytes); `--prefetch-all` fills every blob's bitmap;
  * - the API socket answers (0600), and the cache hit ratio rises on reads of prefetched neighbours;
  * - `--mode kernel` shows the identical tree on the kernel EROFS driver, `--mode auto` picks it
- *   when the cache is complete (FUSE otherwise); SIGTERM or an external umount exits 0 and leaves
- *   no mount and no loop device.
+ *   when the cache is complete (FUSE otherwise); the kernel mount is file-backed where Linux can
+ *   (≥ 6.12), `--kernel-backing loop` puts loop devices under it; SIGTERM or an external umount
+ *   exits 0 and leaves no mount and no loop device.
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
@@ -25,7 +26,7 @@ import {
   symlink,
   writeFile,
 } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { release, tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
@@ -139,6 +140,23 @@ async function treeFacts(root: string): Promise<Map<string, string>> {
   await walk(root);
   return facts;
 }
+
+/** The SOURCE column of the mount at `path` (a file for file-backed EROFS, else /dev/loopN). */
+async function mountSource(path: string): Promise<string> {
+  return (await run('findmnt', ['-n', '-o', 'SOURCE', path])).stdout.trim();
+}
+
+async function mountOptions(path: string): Promise<string> {
+  return (await run('findmnt', ['-n', '-o', 'FS-OPTIONS', path])).stdout.trim();
+}
+
+function kernelAtLeast(wantMajor: number, wantMinor: number): boolean {
+  const [major = 0, minor = 0] = release().split('.').map(Number);
+  return major > wantMajor || (major === wantMajor && minor >= wantMinor);
+}
+
+/** Linux 6.12 added file-backed EROFS mounts (EROFS_FS_BACKED_BY_FILE); `--kernel-backing auto` uses them. */
+const fileBackedErofs = kernelAtLeast(6, 12);
 
 async function noLoopsFor(files: string[]): Promise<void> {
   await eventually(
@@ -309,12 +327,19 @@ describe('damselfly mount: prefetch, trace, kernel mode, API', { skip, timeout: 
       mnt,
       '--cache-dir',
       cache,
+      '--kernel-backing',
+      'loop',
       '--api-sock',
       sock,
     );
-    mounts.watchLoops(...(await readdir(cache)).map((name) => join(cache, name)));
+    const cacheFiles = (await readdir(cache)).map((name) => join(cache, name));
+    mounts.watchLoops(...cacheFiles);
     assert.equal(await mountTypeAt(mnt), 'erofs');
-    assert.equal((await apiGet<{ mode: string }>(sock, '/api/v1/daemon')).mode, 'kernel');
+    const daemon = await apiGet<{ mode: string; kernelBacking: string }>(sock, '/api/v1/daemon');
+    assert.deepEqual([daemon.mode, daemon.kernelBacking], ['kernel', 'loop']);
+    assert.equal((await mountSource(mnt)).startsWith('/dev/loop'), true, 'mounted from a loop device');
+    for (const file of cacheFiles.filter((f) => f.endsWith('.bootstrap')))
+      assert.equal((await loopsOf(file)).length, 1, `${file} is behind one loop device`);
     await run('umount', [mnt]); // an external umount ends the process cleanly
     assert.deepEqual(await auto.exited, { code: 0, signal: null });
     await noLoopsFor((await readdir(cache)).map((name) => join(cache, name)));
@@ -363,6 +388,14 @@ describe('damselfly mount: prefetch, trace, kernel mode, API', { skip, timeout: 
     );
     const { stdout } = await run('findmnt', ['-n', '-o', 'FSTYPE', kernelMnt]);
     assert.equal(stdout.trim(), 'erofs');
+    if (fileBackedErofs) {
+      // auto picks a file-backed mount: the source is the bootstrap file itself, no loop device.
+      const bootstrap = cacheFiles.find((f) => f.endsWith('.bootstrap'))!;
+      assert.equal(await mountSource(kernelMnt), bootstrap);
+      for (const file of cacheFiles) assert.deepEqual(await loopsOf(file), [], `${file} has no loop device`);
+      // 6.14+ reads the cache files with direct I/O: no second page-cache copy of them.
+      if (kernelAtLeast(6, 14)) assert.match(await mountOptions(kernelMnt), /(^|,)directio(,|$)/);
+    }
     assert.ok(await bitmapFull(cache, plainImage));
     await run('diff', ['-r', '--no-dereference', join(work, 'src'), kernelMnt]);
     const [source, viaKernel, viaFuse] = await Promise.all([

@@ -1,9 +1,23 @@
 import { Agent, type Dispatcher, interceptors, request } from 'undici';
 import { ShortBodyError } from './body.js';
 import { getIntoBuffer } from './into-buffer.js';
+import { InvalidRequestError, PieceClient, PieceClientError } from './piece-client.js';
 
 /** One keep-alive pool for all origins; follows redirects like curl -L. */
 const dispatcher = new Agent({ connections: 64 }).compose(interceptors.redirect({ maxRedirections: 5 }));
+
+/**
+ * Ranges of plain-HTTP origins go through the piece client: the body lands in the piece buffer with no
+ * per-read allocation or copy (half the daemon's main-thread time for a back-to-source GiB through undici
+ * was the garbage collector and that copy; docs/benchmarks.md). An origin that answers in a way it does
+ * not speak (a redirect, chunked, no length, an oversized head) is remembered and left to undici.
+ */
+const rangeClient = new PieceClient();
+const undiciOnly = new Set<string>();
+/** Whole-exchange limit of one range through the piece client (undici's own timeouts are per idle gap). */
+const RANGE_TIMEOUT_MS = 300_000;
+
+class NeedsUndici extends Error {}
 
 export class SourceError extends Error {
   readonly code = 'ESOURCE';
@@ -93,6 +107,18 @@ export async function fetchRange(
 ): Promise<Buffer> {
   if (into && into.length !== length)
     throw new RangeError(`fetchRange: buffer of ${into.length} bytes for ${length}`);
+  const target = new URL(url);
+  if (target.protocol === 'http:' && !undiciOnly.has(target.host)) {
+    try {
+      return await fetchRangeDirect(target, headers, start, length, signal, into);
+    } catch (err) {
+      if (err instanceof SourceError || signal?.aborted) throw err;
+      if (err instanceof InvalidRequestError) throw new SourceError(`cannot ask ${url}: ${err.message}`, 400);
+      // A protocol surprise: this origin goes through undici from now on. A network failure: undici
+      // tries once more and reports it in its words.
+      if (err instanceof NeedsUndici || err instanceof PieceClientError) undiciOnly.add(target.host);
+    }
+  }
   let answered = false;
   try {
     return await getIntoBuffer(dispatcher, url, {
@@ -110,6 +136,35 @@ export async function fetchRange(
     if (!answered) throw new SourceError(`cannot reach origin for ${url}: ${(err as Error).message}`);
     throw new SourceError(`origin range of ${url}: ${(err as Error).message}`);
   }
+}
+
+function fetchRangeDirect(
+  target: URL,
+  headers: Headers,
+  start: number,
+  length: number,
+  signal: AbortSignal | undefined,
+  into: Buffer | undefined,
+): Promise<Buffer> {
+  const url = target.href;
+  return rangeClient.get({
+    host: target.hostname.replace(/^\[|\]$/g, ''),
+    port: Number(target.port || 80),
+    path: `${target.pathname}${target.search}`,
+    headers: { host: target.host, ...headers, range: `bytes=${start}-${start + length - 1}` },
+    timeoutMs: RANGE_TIMEOUT_MS,
+    signal,
+    accept: (status, answer) => {
+      if (status >= 300 && status < 400) throw new NeedsUndici(`redirect ${status}`);
+      if (status !== 206) throw new SourceError(describe(url, status, STATUS_TEXT[status]), status);
+      const range = /^bytes (\d+)-(\d+)\//.exec(String(answer['content-range'] ?? ''));
+      if (!range || Number(range[1]) !== start || Number(range[2]) !== start + length - 1)
+        throw new SourceError(
+          `origin range of ${url}: asked bytes ${start}-${start + length - 1}, got ${answer['content-range']}`,
+        );
+      return into ?? Buffer.allocUnsafe(length);
+    },
+  });
 }
 
 /** The whole body as a stream, for origins without range support. */

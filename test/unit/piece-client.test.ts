@@ -3,7 +3,7 @@ import { once } from 'node:events';
 import { createServer as createHttpServer, type Server } from 'node:http';
 import { createServer as createNetServer, type Socket } from 'node:net';
 import { after, before, describe, it } from 'node:test';
-import { PieceClient, PieceClientError, parseHead } from '../../src/daemon/download/piece-client.js';
+import { PieceClient, PieceClientError, parseHead } from '../../src/source/piece-client.js';
 
 const body = (n: number, length: number) => Buffer.alloc(length, n % 251);
 

@@ -1,10 +1,10 @@
 import { createInterface } from 'node:readline';
 import { Agent, request } from 'undici';
 import { HostType, type Peer } from '../../rpc/index.js';
+import { PieceClient, PieceClientError } from '../../source/piece-client.js';
 import { MAX_PIECE_LENGTH } from '../../task/index.js';
 import { pieceBuffers } from '../buffer-pool.js';
 import { PIECE_DEFERRED_HEADER, type PieceSyncMessage } from '../upload/server.js';
-import { PieceClient, PieceClientError } from './piece-client.js';
 
 /** Keep-alive connections to parents' upload servers, shared by all downloads of this daemon: */
 /** for the piece sync streams, */

@@ -1,13 +1,14 @@
 /**
- * Fetches piece bodies from parents' upload servers over keep-alive HTTP/1.1 connections, with each
- * socket read landing straight in the piece's pooled buffer (net's `onread`): no buffer allocated per
- * read, no copy into an HTTP parser's memory and none out of it. Through undici those three cost a peer
- * more CPU than the kernel's receive itself (a third of its main thread in a profile, much of it in the
- * garbage collector); `bench/piece-transfer.ts` (1 GiB in 4 MiB pieces, both ends in one process) used
- * 1.66 CPU-seconds this way against 4.76 through undici (docs/benchmarks.md, "Hashing workers,
- * super-seeding, piece client"). Only our own upload server is spoken to, so the protocol is the
- * small part of HTTP/1.1 it uses: GET, and answers framed by Content-Length. Anything else a parent
- * sends is an error and the connection is dropped; the bytes are verified by the caller in any case.
+ * GETs over keep-alive HTTP/1.1 connections whose bodies land straight in a buffer the caller picks,
+ * each socket read written into it (net's `onread`): no buffer allocated per read, no copy into an HTTP
+ * parser's memory and none out of it. Through undici those three cost more CPU than the kernel's receive
+ * itself (a third of a peer's main thread in a profile, much of it in the garbage collector);
+ * `bench/piece-transfer.ts` (1 GiB in 4 MiB pieces, both ends in one process) used 1.66 CPU-seconds
+ * this way against 4.76 through undici (docs/benchmarks.md, "Hashing workers, super-seeding, piece
+ * client"). Used for pieces from parents' upload servers and for ranges of plain-HTTP origins
+ * (source/http.ts). The protocol is the small part of HTTP/1.1 those need: GET, and answers framed by
+ * Content-Length. Anything else is an error and the connection is dropped (an origin's caller then
+ * falls back to undici); the bytes are verified by the caller in any case.
  */
 import type { IncomingHttpHeaders } from 'node:http';
 import { connect, type Socket } from 'node:net';
@@ -23,10 +24,18 @@ const IDLE_TIMEOUT_MS = 30_000;
 
 export class PieceClientError extends Error {}
 
+/** A request that must not be sent as asked (a path or header that would break the request head). */
+export class InvalidRequestError extends TypeError {}
+
 export interface PieceRequest {
   host: string;
   port: number;
   path: string;
+  /**
+   * Request headers besides Host (names and values without CR/LF, checked). A `host` entry replaces the
+   * default `host:port`.
+   */
+  headers?: Record<string, string>;
   /** The whole exchange, connecting included. */
   timeoutMs: number;
   signal?: AbortSignal;
@@ -46,16 +55,18 @@ export class PieceClient {
   async get(request: PieceRequest): Promise<Buffer> {
     request.signal?.throwIfAborted();
     const key = `${request.host}:${request.port}`;
+    const host = `${request.host.includes(':') ? `[${request.host}]` : request.host}:${request.port}`;
+    const head = requestHead(request.path, host, request.headers);
     const reused = this.takeIdle(key);
     if (reused) {
       try {
-        return await this.exchange(key, reused, request);
+        return await this.exchange(key, reused, request, head);
       } catch (err) {
         // The parent may have closed the idle connection just as it was reused: one more try on a new one.
         if (!(err instanceof StaleConnectionError)) throw err;
       }
     }
-    return this.exchange(key, new PieceConnection(request.host, request.port), request);
+    return this.exchange(key, new PieceConnection(request.host, request.port), request, head);
   }
 
   close(): void {
@@ -63,8 +74,13 @@ export class PieceClient {
     this.idle.clear();
   }
 
-  private async exchange(key: string, conn: PieceConnection, request: PieceRequest): Promise<Buffer> {
-    const body = await conn.request(request);
+  private async exchange(
+    key: string,
+    conn: PieceConnection,
+    request: PieceRequest,
+    head: string,
+  ): Promise<Buffer> {
+    const body = await conn.request(request, head);
     if (conn.reusable) this.putIdle(key, conn);
     else conn.destroy();
     return body;
@@ -121,10 +137,7 @@ class PieceConnection {
   /** Whether the last answer allows another request on this connection. */
   reusable = false;
 
-  private readonly hostHeader: string;
-
   constructor(host: string, port: number) {
-    this.hostHeader = `${host.includes(':') ? `[${host}]` : host}:${port}`;
     this.socket = connect({
       host,
       port,
@@ -141,7 +154,7 @@ class PieceConnection {
     this.socket.on('close', () => this.fail(new PieceClientError('the parent closed the connection'), true));
   }
 
-  request(request: PieceRequest): Promise<Buffer> {
+  request(request: PieceRequest, head: string): Promise<Buffer> {
     clearTimeout(this.idleTimer);
     this.onIdleClose = null;
     this.socket.ref();
@@ -157,7 +170,7 @@ class PieceConnection {
     });
     this.state = { kind: 'head' };
     this.headLength = 0;
-    this.socket.write(`GET ${request.path} HTTP/1.1\r\nHost: ${this.hostHeader}\r\n\r\n`);
+    this.socket.write(head);
     return answer.finally(() => {
       clearTimeout(timer);
       request.signal?.removeEventListener('abort', onAbort);
@@ -291,6 +304,21 @@ class PieceConnection {
     this.socket.destroy();
     this.onIdleClose?.();
   }
+}
+
+/** Request line and headers; neither the path nor a header may smuggle a line break (InvalidRequestError). */
+export function requestHead(path: string, host: string, headers: Record<string, string> = {}): string {
+  if (!/^\/[\x21-\x7e]*$/.test(path))
+    throw new InvalidRequestError(`invalid request path ${JSON.stringify(path)}`);
+  let hostHeader = host;
+  let extra = '';
+  for (const [name, value] of Object.entries(headers)) {
+    if (!/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/.test(name) || /[\r\n\0]/.test(value))
+      throw new InvalidRequestError(`invalid request header ${JSON.stringify(name)}`);
+    if (name.toLowerCase() === 'host') hostHeader = value;
+    else extra += `${name}: ${value}\r\n`;
+  }
+  return `GET ${path} HTTP/1.1\r\nHost: ${hostHeader}\r\n${extra}\r\n`;
 }
 
 type ParsedHead = { status: number; headers: IncomingHttpHeaders; contentLength: number };

@@ -5,13 +5,13 @@ import { resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { SingleBar } from 'cli-progress';
 import { Command } from 'commander';
-import { apiSocketPath, daemonConfigSchema } from '../config/index.js';
+import { defaultApiSocketPath } from '../config/paths.js';
 import type { DownloadApiRequest, DownloadEvent } from '../daemon/index.js';
 import { parseDigest, stagingPathFor } from '../task/index.js';
 import { humanBytes } from './progress.js';
 import { intOption, UserError } from './run.js';
 
-const defaultSocket = () => apiSocketPath(daemonConfigSchema.parse({}));
+const defaultSocket = defaultApiSocketPath;
 
 function parseHeader(value: string, previous: Record<string, string> = {}): Record<string, string> {
   const i = value.indexOf(':');

@@ -1,4 +1,5 @@
 export { ConfigError, loadConfig, mergeConfig } from './load.js';
+export { defaultApiSocketPath, defaultDataDir } from './paths.js';
 export {
   AUTHORITY,
   checkPort,

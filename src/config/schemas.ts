@@ -1,6 +1,7 @@
-import { hostname, tmpdir } from 'node:os';
+import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { z } from 'zod';
+import { defaultDataDir } from './paths.js';
 import { registryOrigin } from './registry-addr.js';
 import { duration, hostPort, size } from './units.js';
 
@@ -70,11 +71,6 @@ export const schedulerConfigSchema = z
   })
   .strict();
 export type SchedulerConfig = z.infer<typeof schedulerConfigSchema>;
-
-export const defaultDataDir = () =>
-  process.getuid?.() === 0
-    ? '/var/lib/damselfly'
-    : join(tmpdir(), `damselfly-${process.getuid?.() ?? 'user'}`);
 
 export const daemonConfigSchema = z
   .object({

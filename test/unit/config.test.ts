@@ -4,8 +4,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import {
+  apiSocketPath,
   ConfigError,
   daemonConfigSchema,
+  defaultApiSocketPath,
   loadConfig,
   schedulerConfigSchema,
 } from '../../src/config/index.js';
@@ -53,6 +55,12 @@ describe('config loading', () => {
     assert.throws(() => loadConfig(daemonConfigSchema, { file: join(dir, 'missing.yaml') }), /cannot read/);
     assert.throws(() => loadConfig(daemonConfigSchema, { file: yamlFile('a: [\n') }), /not valid YAML/);
     assert.throws(() => loadConfig(daemonConfigSchema, { file: yamlFile('- 1\n') }), /mapping/);
+  });
+});
+
+describe('default paths', () => {
+  it("get's default socket is the one a daemon with the default config listens on", () => {
+    assert.equal(defaultApiSocketPath(), apiSocketPath(daemonConfigSchema.parse({})));
   });
 });
 

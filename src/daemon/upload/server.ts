@@ -185,12 +185,13 @@ export class UploadServer {
     this.metrics.concurrentUploads.set(this.active);
     let release: (() => void) | null = null;
     let completed = false;
+    const data = pieceBuffers.take(piece.length);
+    let responseClosed = false;
+    res.once('close', () => {
+      responseClosed = true;
+    });
     try {
       release = this.storage.acquire(taskId);
-      // A pooled buffer, given back once the response is over ('close' follows the last socket write's
-      // completion, or the connection's end): the socket may still hold slices of it until then.
-      const data = pieceBuffers.take(piece.length);
-      res.once('close', () => pieceBuffers.give(data));
       await this.storage.readPiece(taskId, number, data);
       res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': data.length });
       for (let off = 0; off < data.length; off += WRITE_SLICE) {
@@ -217,6 +218,13 @@ export class UploadServer {
       this.failures++;
       throw err;
     } finally {
+      // The pooled buffer goes back once nothing can touch it: the read into it has settled (we are past
+      // it) and the response is over ('close' follows the last socket write's completion, or the
+      // connection's end; the socket may hold slices of it until then). Giving it back on 'close' alone
+      // let a child that hung up mid-read hand the buffer to a download while the read still filled it:
+      // a verified piece was overwritten before it was stored, and served corrupt from then on.
+      if (responseClosed) pieceBuffers.give(data);
+      else res.once('close', () => pieceBuffers.give(data));
       this.admission.ended(unsent);
       const rate = this.admission.bytesPerSecond;
       this.gate.finished(taskId, number, completed, {
